@@ -1,0 +1,49 @@
+"""unet_core: the GUI-free engine of napari-unet.
+
+U-Net model, boundary weight maps, overlap-tile prediction, training, checkpoints, TIFF I/O and
+the ``napari-unet`` command line. This package never imports napari, qtpy, magicgui or superqt.
+
+Heavy submodules (torch) are imported lazily, so ``import unet_core`` is cheap; the public names
+below are resolved on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "ModelConfig": "unet_core.config",
+    "NormalizationConfig": "unet_core.config",
+    "TrainConfig": "unet_core.config",
+    "UNet": "unet_core.models.unet",
+    "build_model": "unet_core.models",
+    "boundary_weight_map": "unet_core.weights",
+    "predict_tiled": "unet_core.tiling",
+    "iter_predict_tiled": "unet_core.tiling",
+    "probabilities_to_instances": "unet_core.postprocess",
+    "train": "unet_core.training.trainer",
+    "save_checkpoint": "unet_core.checkpoint",
+    "load_checkpoint": "unet_core.checkpoint",
+    "read_tiff": "unet_core.io",
+    "write_tiff": "unet_core.io",
+    "synthetic_nuclei": "unet_core.sample_data",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'unet_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,65 @@
+"""``napari-unet predict``: overlap-tile prediction to instance labels."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+from ._common import check_output, drain
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment an image with a trained model (overlap-tile, any size)",
+        description="Writes instance labels (uint16/uint32) with the image's axes and pixel size.",
+    )
+    p.add_argument("model", help="checkpoint written by 'napari-unet train'")
+    p.add_argument("image", help="image TIFF: (Y, X), (Z, Y, X) or with a channel axis")
+    p.add_argument("-o", "--output", required=True, help="instance labels TIFF to write")
+    p.add_argument("--probabilities", help="also write the foreground probability (float32 TIFF)")
+    p.add_argument("--channel-axis", type=int, default=None, help="axis of the image holding channels")
+    p.add_argument("--tile-size", type=int, default=None, help="output tile edge (default: automatic)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: automatic)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (8 flips/rotations)")
+    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
+    p.add_argument("--no-split", action="store_true", help="do not split touching objects (watershed)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_checkpoint
+    from ..io import labels_dtype, read_tiff, write_tiff
+    from ..postprocess import foreground_probability, probabilities_to_instances
+    from ..tiling import iter_predict_tiled
+
+    out = check_output(args.output, args.overwrite)
+    prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
+    ckpt = load_checkpoint(args.model)
+    image, meta = read_tiff(args.image)
+    probs = drain(
+        iter_predict_tiled(
+            ckpt.model, image, channel_axis=args.channel_axis, tile_shape=args.tile_size,
+            batch_size=args.batch_size, device=args.device, tta=args.tta,
+        )
+    )
+    labels = probabilities_to_instances(probs, threshold=args.threshold, split_touching=not args.no_split)
+    axes = meta.axes
+    sizes = meta.pixel_size
+    if args.channel_axis is not None:  # labels have no channel axis
+        ca = args.channel_axis % image.ndim
+        axes = axes[:ca] + axes[ca + 1 :]
+        sizes = None if sizes is None else sizes[:ca] + sizes[ca + 1 :]
+    write_tiff(out, labels.astype(labels_dtype(labels)), axes=axes, pixel_size=sizes, unit=meta.unit, overwrite=args.overwrite)
+    print(f"wrote {out}: {int(labels.max())} objects, shape {labels.shape}")
+    if prob_out is not None:
+        fg = foreground_probability(probs).astype(np.float32)
+        write_tiff(prob_out, fg, axes=axes, pixel_size=sizes, unit=meta.unit, overwrite=args.overwrite)
+        print(f"wrote {prob_out}")
+    return 0

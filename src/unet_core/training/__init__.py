@@ -1,0 +1,1 @@
+"""Training engine: data preparation, augmentation, losses, metrics and the training generator."""

@@ -1,0 +1,70 @@
+"""The command line: the whole loop on tiny data, and one-line errors with non-zero exit."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from unet_core.cli import main
+from unet_core.io import read_tiff, write_tiff
+
+
+@pytest.fixture
+def files(tmp_path, sample):
+    image, labels = sample
+    write_tiff(tmp_path / "img.tif", image, pixel_size=(0.65, 0.65))
+    write_tiff(tmp_path / "lab.tif", labels)
+    return tmp_path
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("weights", "train", "predict", "demo"):
+        assert cmd in out
+
+
+def test_weights_train_predict(files, capsys):
+    d = files
+    assert main(["weights", str(d / "lab.tif"), "-o", str(d / "w.tif")]) == 0
+    w, _ = read_tiff(d / "w.tif")
+    assert w.dtype == np.float32 and w.shape == (128, 128) and w.max() > 1
+    assert main(["train", "--image", str(d / "img.tif"), "--labels", str(d / "lab.tif"), "-o", str(d / "m.pt"),
+                 "--iterations", "3", "--depth", "2", "--base-channels", "4", "--tile-size", "32"]) == 0
+    assert main(["predict", str(d / "m.pt"), str(d / "img.tif"), "-o", str(d / "pred.tif"),
+                 "--probabilities", str(d / "prob.tif")]) == 0
+    pred, meta = read_tiff(d / "pred.tif")
+    assert pred.shape == (128, 128) and pred.dtype.kind == "u"
+    assert meta.pixel_size == pytest.approx((0.65, 0.65), rel=1e-4)
+    prob, _ = read_tiff(d / "prob.tif")
+    assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "unet_core.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_missing_file_is_one_line_error(tmp_path):
+    r = _cli("weights", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "w.tif"))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "no such file" in r.stderr
+
+
+def test_shape_mismatch_is_one_line_error(files):
+    d = files
+    write_tiff(d / "small.tif", np.zeros((64, 64), np.uint16))
+    r = _cli("train", "--image", str(d / "small.tif"), "--labels", str(d / "lab.tif"), "-o", str(d / "m.pt"), "--iterations", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "differ" in r.stderr
+
+
+def test_refuses_to_overwrite(files):
+    d = files
+    (d / "w.tif").write_bytes(b"keep me")
+    r = _cli("weights", str(d / "lab.tif"), "-o", str(d / "w.tif"))
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (d / "w.tif").read_bytes() == b"keep me"
