@@ -48,6 +48,10 @@ class NormalizationConfig:
             )
 
 
+#: architectures that only exist as padded ('same') networks
+PADDED_ONLY_ARCHS = ("fcn32s", "fcn16s", "fcn8s", "deeplabv3plus")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and data contract of a segmentation network.
@@ -82,6 +86,18 @@ class ModelConfig:
         Intensity normalisation of the input.
     class_names : tuple of str
         One name per class.
+    width : float
+        Channel-width multiplier of the FCN and DeepLabv3+ networks ('fcn32s', 'fcn16s', 'fcn8s',
+        'deeplabv3plus'; U-Nets use ``base_channels`` instead). 1.0 = the published widths
+        (VGG16 64..512 channels and 4096-channel fc6/fc7 for FCN); 0.25 suits a CPU.
+    output_stride : {16, 8}
+        DeepLabv3+ only: ratio of input to encoder-output resolution. 16 uses atrous rates
+        6/12/18 in ASPP, 8 doubles them (finer, about 4x slower).
+
+    Notes
+    -----
+    FCN and DeepLabv3+ are always padded networks: for them ``padding`` is set to 'same'
+    (whatever was given), and ``depth``, ``base_channels`` and ``up_mode`` are ignored.
     """
 
     arch: str = "unet"
@@ -95,8 +111,19 @@ class ModelConfig:
     up_mode: str = "transpose"
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     class_names: tuple[str, ...] = ("background", "foreground")
+    width: float = 1.0
+    output_stride: int = 16
 
     def __post_init__(self) -> None:
+        if self.arch in PADDED_ONLY_ARCHS and self.padding != "same":
+            object.__setattr__(self, "padding", "same")
+        if not (isinstance(self.width, int | float) and 0.0 < self.width <= 4.0):
+            raise InputError(
+                f"width must be a channel multiplier in (0, 4], e.g. 1.0 (published) or 0.25 (CPU); "
+                f"got {self.width!r}"
+            )
+        if self.output_stride not in (8, 16):
+            raise InputError(f"output_stride must be 8 or 16, got {self.output_stride!r}")
         if self.in_channels < 1:
             raise InputError(f"in_channels must be >= 1, got {self.in_channels}")
         if self.n_classes < 2:

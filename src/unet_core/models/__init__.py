@@ -11,6 +11,10 @@ from .base import SegmentationNet
 # arch name -> "module:Class", imported on demand
 _REGISTRY: dict[str, str] = {
     "unet": "unet_core.models.unet:UNet",
+    "fcn32s": "unet_core.models.fcn:FCN",
+    "fcn16s": "unet_core.models.fcn:FCN",
+    "fcn8s": "unet_core.models.fcn:FCN",
+    "deeplabv3plus": "unet_core.models.deeplab:DeepLabV3Plus",
 }
 
 
