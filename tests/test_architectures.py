@@ -11,7 +11,12 @@ from unet_core.checkpoint import load_checkpoint, save_checkpoint
 from unet_core.config import ModelConfig, config_from_json, config_to_json
 from unet_core.errors import CheckpointError, InputError
 from unet_core.models import available_architectures, build_model
-from unet_core.models.fcn import FCN, TORCHVISION_VGG16_CONV_INDICES, bilinear_kernel, load_vgg16_weights
+from unet_core.models.fcn import (
+    FCN,
+    TORCHVISION_VGG16_CONV_INDICES,
+    bilinear_kernel,
+    load_vgg16_weights,
+)
 from unet_core.tiling import predict_tiled
 
 TINY = 1 / 16  # FCN: 4..32 conv channels, fc 256; DeepLab: 4..32 channels
@@ -43,7 +48,7 @@ def test_registry_and_geometry():
     archs = available_architectures()
     for name in ("unet", "fcn32s", "fcn16s", "fcn8s", "deeplabv3plus"):
         assert name in archs
-    for key, cfg in CONFIGS.items():
+    for cfg in CONFIGS.values():
         net = build_model(cfg)
         assert net.config.padding == "same"  # padded-only archs are coerced
         assert net.border == 0 and net.context > 0
