@@ -192,9 +192,9 @@ def test_vgg16_weights_load_into_full_width_fcn():
     net = build_model(ModelConfig(arch="fcn16s", width=1.0, in_channels=1, n_classes=2))
     assert isinstance(net, FCN)
     load_vgg16_weights(net, state)
-    np.testing.assert_array_equal(net.block1[0].weight.detach().numpy(), state["features.0.weight"].sum(1, keepdim=True).numpy())
-    np.testing.assert_array_equal(net.block5[4].weight.detach().numpy(), state["features.28.weight"].numpy())  # conv5_3
-    np.testing.assert_array_equal(net.block3[2].bias.detach().numpy(), state["features.12.bias"].numpy())  # conv3_2
+    np.testing.assert_array_equal(net.backbone.blocks[0][0].weight.detach().numpy(), state["features.0.weight"].sum(1, keepdim=True).numpy())
+    np.testing.assert_array_equal(net.backbone.blocks[4][4].weight.detach().numpy(), state["features.28.weight"].numpy())  # conv5_3
+    np.testing.assert_array_equal(net.backbone.blocks[2][2].bias.detach().numpy(), state["features.12.bias"].numpy())  # conv3_2
     fc6 = state["classifier.0.weight"].view(4096, 512, 7, 7)
     np.testing.assert_array_equal(net.fc6[0].weight[7, 100].detach().numpy(), fc6[7, 100].numpy())
     np.testing.assert_array_equal(net.fc7[0].weight[:, :, 0, 0].detach().numpy(), state["classifier.3.weight"].numpy())
@@ -202,7 +202,7 @@ def test_vgg16_weights_load_into_full_width_fcn():
     del net
     rgb = build_model(ModelConfig(arch="fcn32s", width=1.0, in_channels=3, n_classes=2))
     load_vgg16_weights(rgb, state)
-    np.testing.assert_array_equal(rgb.block1[0].weight.detach().numpy(), state["features.0.weight"].numpy())
+    np.testing.assert_array_equal(rgb.backbone.blocks[0][0].weight.detach().numpy(), state["features.0.weight"].numpy())
 
 
 def test_vgg16_weights_refuse_wrong_models_and_files(tmp_path):

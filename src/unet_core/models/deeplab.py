@@ -86,6 +86,40 @@ def _stage(c_in: int, c_out: int, *, stride: int, dilation: int) -> nn.Sequentia
     return nn.Sequential(*blocks)
 
 
+class ResNetLite(nn.Module):
+    """ResNet-18-style atrous encoder.
+
+    ``(N, C, H, W)`` (multiples of ``output_stride``) -> ``(low, high)``: low-level features at
+    stride 4 (stage 1) and the encoder output at stride ``output_stride`` (stage 4).
+    """
+
+    def __init__(self, in_channels: int, width: float, *, output_stride: int) -> None:
+        super().__init__()
+
+        def ch(c: int) -> int:
+            return max(1, round(c * width))
+
+        s0, s1 = (ch(c) for c in STEM_CHANNELS)
+        c1, c2, c3, c4 = (ch(c) for c in STAGE_CHANNELS)
+        self.stem = nn.Sequential(
+            _conv_bn_relu(in_channels, s0, 3, stride=2),
+            _conv_bn_relu(s0, s1, 3),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        self.stage1 = _stage(s1, c1, stride=1, dilation=1)  # stride 4: low-level features
+        self.stage2 = _stage(c1, c2, stride=2, dilation=1)  # stride 8
+        if output_stride == 16:
+            self.stage3 = _stage(c2, c3, stride=2, dilation=1)  # stride 16
+            self.stage4 = _stage(c3, c4, stride=1, dilation=2)
+        else:  # atrous instead of downsampling: stays at stride 8
+            self.stage3 = _stage(c2, c3, stride=1, dilation=2)
+            self.stage4 = _stage(c3, c4, stride=1, dilation=4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        low = self.stage1(self.stem(x))
+        return low, self.stage4(self.stage3(self.stage2(low)))
+
+
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: 1x1, three 3x3 atrous branches, image pooling; 1x1 projection.
 
@@ -133,23 +167,9 @@ class DeepLabV3Plus(SegmentationNet):
             return max(1, round(c * config.width))
 
         os_ = config.output_stride
-        s0, s1 = (ch(c) for c in STEM_CHANNELS)
-        c1, c2, c3, c4 = (ch(c) for c in STAGE_CHANNELS)
-        self.stem = nn.Sequential(
-            _conv_bn_relu(config.in_channels, s0, 3, stride=2),
-            _conv_bn_relu(s0, s1, 3),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
-        self.stage1 = _stage(s1, c1, stride=1, dilation=1)  # stride 4: low-level features
-        self.stage2 = _stage(c1, c2, stride=2, dilation=1)  # stride 8
-        if os_ == 16:
-            self.stage3 = _stage(c2, c3, stride=2, dilation=1)  # stride 16
-            self.stage4 = _stage(c3, c4, stride=1, dilation=2)
-            rates = (6, 12, 18)
-        else:
-            self.stage3 = _stage(c2, c3, stride=1, dilation=2)  # stride 8
-            self.stage4 = _stage(c3, c4, stride=1, dilation=4)
-            rates = (12, 24, 36)
+        c1, c4 = ch(STAGE_CHANNELS[0]), ch(STAGE_CHANNELS[3])
+        self.backbone = ResNetLite(config.in_channels, config.width, output_stride=os_)
+        rates = (6, 12, 18) if os_ == 16 else (12, 24, 36)
         self.aspp = ASPP(c4, ch(ASPP_CHANNELS), rates)
         self.reduce_low = _conv_bn_relu(c1, ch(LOW_LEVEL_CHANNELS), 1)
         self.decoder = nn.Sequential(
@@ -188,8 +208,8 @@ class DeepLabV3Plus(SegmentationNet):
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         size = x.shape[-2:]
-        low = self.stage1(self.stem(x))
-        y = self.aspp(self.stage4(self.stage3(self.stage2(low))))
+        low, high = self.backbone(x)
+        y = self.aspp(high)
         y = F.interpolate(y, size=low.shape[-2:], mode="bilinear", align_corners=False)
         y = self.decoder(torch.cat([y, self.reduce_low(low)], dim=1))
         y = F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)

@@ -100,6 +100,30 @@ def _conv_block(c_in: int, c_out: int, n: int, *, batch_norm: bool) -> nn.Sequen
     return nn.Sequential(*layers)
 
 
+class VGGBackbone(nn.Module):
+    """VGG16's convolutional part: five blocks of 3x3 convolutions (2-2-3-3-3), each + max-pool.
+
+    ``(N, C, H, W)`` (``H``, ``W`` multiples of 32) -> ``(pool3, pool4, pool5)`` at strides
+    8, 16 and 32. ``blocks[i]`` holds conv layers (+ batch norm) + ReLU and the pooling.
+    """
+
+    def __init__(self, in_channels: int, channels: list[int], *, batch_norm: bool) -> None:
+        super().__init__()
+        blocks = []
+        c_in = in_channels
+        for n, c in zip(VGG16_BLOCKS, channels):
+            blocks.append(_conv_block(c_in, c, n, batch_norm=batch_norm))
+            c_in = c
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        for block in self.blocks[:3]:
+            x = block(x)
+        pool3 = x
+        pool4 = self.blocks[3](pool3)
+        return pool3, pool4, self.blocks[4](pool4)
+
+
 def _crop(x: torch.Tensor, offset: int, size: tuple[int, int]) -> torch.Tensor:
     return x[..., offset : offset + size[0], offset : offset + size[1]]
 
@@ -131,12 +155,7 @@ class FCN(SegmentationNet):
         chans = [max(1, round(c * config.width)) for c in VGG16_CHANNELS]
         fc = max(1, round(FC_CHANNELS * config.width))
         k = config.n_classes
-        c_in = config.in_channels
-        blocks = []
-        for n, c in zip(VGG16_BLOCKS, chans):
-            blocks.append(_conv_block(c_in, c, n, batch_norm=bn))
-            c_in = c
-        self.block1, self.block2, self.block3, self.block4, self.block5 = blocks
+        self.backbone = VGGBackbone(config.in_channels, chans, batch_norm=bn)
         fc6: list[nn.Module] = [nn.Conv2d(chans[4], fc, 7, padding=3, bias=not bn)]
         fc7: list[nn.Module] = [nn.Conv2d(fc, fc, 1, bias=not bn)]
         for seq in (fc6, fc7):
@@ -192,9 +211,7 @@ class FCN(SegmentationNet):
         self.check_input(x)
         h, w = x.shape[-2:]
         x = _pad_to_multiple(x, self.size_multiple)
-        pool3 = self.block3(self.block2(self.block1(x)))
-        pool4 = self.block4(pool3)
-        pool5 = self.block5(pool4)
+        pool3, pool4, pool5 = self.backbone(x)
         score = self.score_fr(self.fc7(self.fc6(pool5)))
         if self.stride <= 16:
             score = _crop(self.upscore2(score), 1, pool4.shape[-2:]) + self.score_pool4(pool4)
@@ -263,8 +280,7 @@ def load_vgg16_weights(model: FCN, source: str | os.PathLike | Mapping[str, torc
             f"VGG16 weights fit 3-channel (RGB) or 1-channel models, not {cfg.in_channels} channels"
         )
     state = _read_state_dict(source)
-    convs = [m for b in (model.block1, model.block2, model.block3, model.block4, model.block5)
-             for m in b if isinstance(m, nn.Conv2d)]
+    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
     pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
     for conv, idx in zip(convs, TORCHVISION_VGG16_CONV_INDICES):
         wkey, bkey = f"features.{idx}.weight", f"features.{idx}.bias"
