@@ -187,9 +187,16 @@ def _synthetic_vgg16_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
     return state
 
 
+def _uninitialised(cfg: ModelConfig):
+    """A full-width net with allocated but uninitialised weights (skips the slow random init)."""
+    with torch.device("meta"):
+        net = build_model(cfg)
+    return net.to_empty(device="cpu")
+
+
 def test_vgg16_weights_load_into_full_width_fcn():
     state = _synthetic_vgg16_state(torch.Generator().manual_seed(0))
-    net = build_model(ModelConfig(arch="fcn16s", width=1.0, in_channels=1, n_classes=2))
+    net = _uninitialised(ModelConfig(arch="fcn16s", width=1.0, in_channels=1, n_classes=2))
     assert isinstance(net, FCN)
     load_vgg16_weights(net, state)
     np.testing.assert_array_equal(net.backbone.blocks[0][0].weight.detach().numpy(), state["features.0.weight"].sum(1, keepdim=True).numpy())
@@ -200,7 +207,7 @@ def test_vgg16_weights_load_into_full_width_fcn():
     np.testing.assert_array_equal(net.fc7[0].weight[:, :, 0, 0].detach().numpy(), state["classifier.3.weight"].numpy())
     # 3-channel models take conv1 as is
     del net
-    rgb = build_model(ModelConfig(arch="fcn32s", width=1.0, in_channels=3, n_classes=2))
+    rgb = _uninitialised(ModelConfig(arch="fcn32s", width=1.0, in_channels=3, n_classes=2))
     load_vgg16_weights(rgb, state)
     np.testing.assert_array_equal(rgb.backbone.blocks[0][0].weight.detach().numpy(), state["features.0.weight"].numpy())
 
