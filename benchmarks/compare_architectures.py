@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=90.0, help="CPU-seconds of training per arch and dataset")
     ap.add_argument("--tile", type=int, default=128, help="training tile (output) edge")
     ap.add_argument("--batch", type=int, default=4, help="tiles per step")
-    ap.add_argument("--isbi", type=Path, default=REPO.parent / "shared" / "data" / "isbi2012",
-                    help="ISBI 2012 folder (train-volume.tif, train-labels.tif)")
+    ap.add_argument("--isbi", type=Path, default=Path(os.environ.get("NAPARI_UNET_ISBI", REPO.parent / "shared" / "data" / "isbi2012")),
+                    help="ISBI 2012 folder (train-volume.tif, train-labels.tif); default $NAPARI_UNET_ISBI or "
+                    "../shared/data/isbi2012 next to the repository")
     ap.add_argument("--datasets", default="synthetic,isbi", help="comma-separated: synthetic, isbi")
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma-separated subset of: " + ", ".join(ARCHS))
     ap.add_argument("--work", type=Path, default=None, help="folder for checkpoints and results.json (reused)")
