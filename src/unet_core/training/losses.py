@@ -106,7 +106,8 @@ def _check_inputs(
     if not weight.is_floating_point():
         raise InputError(f"weight must be a floating-point tensor (float32), got {weight.dtype}")
     target = target.long()
-    weight = weight.to(torch.float32)
+    if weight.dtype != torch.float64:
+        weight = weight.to(torch.float32)
     active = weight > 0
     bad_weight = (weight < 0) | ~torch.isfinite(weight)
     bad_target = active & ((target < 0) | (target >= n_classes))
@@ -123,6 +124,11 @@ def _check_inputs(
     return logits, target, weight
 
 
+def _compute_dtype(logits: torch.Tensor) -> torch.Tensor:
+    """Half/bfloat16 logits (AMP) are computed in float32; float32/float64 stay as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def _zero_with_graph(logits: torch.Tensor) -> torch.Tensor:
     """A zero loss connected to the graph (backward works, gradients are zero)."""
     return logits.sum() * 0.0
@@ -132,7 +138,7 @@ def _zero_with_graph(logits: torch.Tensor) -> torch.Tensor:
 # the individual losses (inputs already checked)
 # --------------------------------------------------------------------------------------------
 def _wce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    ce = F.cross_entropy(logits.float(), target, reduction="none")
+    ce = F.cross_entropy(_compute_dtype(logits), target, reduction="none")
     # where() rather than a product: exact zeros even if a logit outside the region is inf/nan
     ce = torch.where(weight > 0, ce * weight, torch.zeros_like(ce))
     return ce.sum() / weight.sum().clamp_min(1e-8)
@@ -140,13 +146,13 @@ def _wce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> to
 
 def _softmax_masked(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Softmax over classes; exactly 0 (with zero gradient) where weight == 0."""
-    probs = torch.softmax(logits.float(), dim=1)
+    probs = torch.softmax(_compute_dtype(logits), dim=1)
     return torch.where((weight > 0).unsqueeze(1), probs, torch.zeros_like(probs))
 
 
 def _dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, n_classes: int) -> torch.Tensor:
     probs = _softmax_masked(logits, weight)[:, 1:]  # (N, K-1, H, W)
-    onehot = F.one_hot(target, n_classes).permute(0, 3, 1, 2)[:, 1:].float()
+    onehot = F.one_hot(target, n_classes).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
     w = weight.unsqueeze(1)
     wp = probs * w
     inter = (wp * onehot).sum(dim=(0, 2, 3))
@@ -175,9 +181,9 @@ def _lovasz(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, n_
     active = weight > 0
     if not bool(active.any()):
         return _zero_with_graph(logits)
-    probs = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1)[active]  # (P, K)
+    probs = torch.softmax(_compute_dtype(logits), dim=1).permute(0, 2, 3, 1)[active]  # (P, K)
     labels = target[active]  # (P,)
-    fg = F.one_hot(labels, n_classes).float()  # (P, K)
+    fg = F.one_hot(labels, n_classes).to(probs.dtype)  # (P, K)
     present = fg.sum(dim=0) > 0
     fg, probs = fg[:, present], probs[:, present]
     errors = (fg - probs).abs()
