@@ -68,7 +68,7 @@ def bench_losses(repeats: int) -> None:
         weight = torch.ones(4, tile, tile)
         weight[:, :, : tile // 4] = 0
 
-        def net_step():
+        def net_step(x=x, target=target, weight=weight):
             model.zero_grad()
             out = model(x)
             build_loss("wce", n_classes=2)(out, target, weight).backward()
@@ -79,7 +79,7 @@ def bench_losses(repeats: int) -> None:
             loss = build_loss(name, n_classes=2)
             logits = torch.randn(4, 2, tile, tile, requires_grad=True)
 
-            def step(loss=loss, logits=logits):
+            def step(loss=loss, logits=logits, target=target, weight=weight):
                 loss(logits, target, weight).backward()
 
             step()

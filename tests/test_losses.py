@@ -132,8 +132,10 @@ def _lovasz_reference(probs: np.ndarray, labels: np.ndarray) -> float:
         m = np.abs(g.astype(float) - probs[:, c])
         order = np.argsort(-m, kind="stable")
 
-        def delta(s: set) -> float:
-            union = set(np.flatnonzero(g)) | s
+        gset = set(np.flatnonzero(g).tolist())
+
+        def delta(s: set, gset: set = gset) -> float:
+            union = gset | s
             return len(s) / len(union) if union else 0.0
 
         total, prefix, prev = 0.0, set(), 0.0

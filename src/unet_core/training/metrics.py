@@ -84,6 +84,8 @@ def _near(boundary: np.ndarray, tolerance: float) -> np.ndarray:
     h, w = flat.shape[-2:]
     if len(offsets) <= 50:
         for dy, dx in offsets:
+            if abs(dy) >= h or abs(dx) >= w:
+                continue
             out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= flat[
                 :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
             ]
