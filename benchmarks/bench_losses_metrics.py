@@ -8,7 +8,8 @@ Usage: ``PYTHONPATH=src python benchmarks/bench_losses_metrics.py [--size 2048] 
 - Metrics on a synthetic ``size x size`` image with ``objects`` disc-like cells: ``match_instances``
   at IoU 0.5 and 0.3, ``segmentation_metrics`` (incl. boundary F1), against the baseline
   ``np.bincount`` over the image (one pass of memory).
-Synthetic data only (no dataset needed). Timings: median of repeats, wall clock.
+Synthetic data only (no dataset needed). Timings: median of repeats of the process CPU time,
+with torch limited to one thread, so that other load on a shared machine does not distort them.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import torch
 
 
 def _median_time(fn, repeats: int) -> float:
+    """Median CPU time of this process (robust on a shared VM; torch runs single-threaded here)."""
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
@@ -56,7 +58,7 @@ def bench_losses(repeats: int) -> None:
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=3, base_channels=16, padding="same"))
-    print("\nlosses: forward+backward, batch of 4 tiles, K=2 (median of", repeats, "runs)")
+    print("\nlosses: forward+backward, batch of 4 tiles, K=2 (median CPU ms of", repeats, "runs, 1 thread)")
     print(f"{'tile':>6} {'loss':>18} {'ms':>8} {'x wce':>7} {'x U-Net step':>13}")
     for tile in (100, 152, 200):
         x = torch.randn(4, 1, tile, tile)
@@ -95,7 +97,7 @@ def bench_metrics(size: int, objects: int, repeats: int) -> None:
     true, pred = synthetic_instances(size, objects)
     n_true = len(np.unique(true)) - 1
     base = _median_time(lambda: np.bincount(true.reshape(-1) & 0xFFFF), repeats)
-    print(f"\nmetrics on {size}x{size}, {n_true} true objects (median of {repeats} runs)")
+    print(f"\nmetrics on {size}x{size}, {n_true} true objects (median CPU ms of {repeats} runs)")
     print(f"{'function':>36} {'ms':>9} {'x bincount':>11}")
     print(f"{'np.bincount (baseline)':>36} {1e3 * base:9.1f} {1.0:11.1f}")
     rows = {
@@ -119,7 +121,7 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(1)
     bench_losses(args.repeats)
     bench_metrics(args.size, args.objects, max(3, args.repeats // 3))
 
