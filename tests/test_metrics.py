@@ -41,6 +41,26 @@ def test_hand_computed_three_classes():
     np.testing.assert_array_equal(m["confusion"], [[2, 1, 0], [0, 3, 0], [1, 0, 1]])
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 4), use_mask=st.booleans())
+def test_pixel_metrics_match_direct_definitions(seed, k, use_mask):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 9, 2))
+    pred, target = rng.integers(0, k, shape), rng.integers(0, k, shape)
+    mask = rng.random(shape) > 0.3 if use_mask else np.ones(shape, bool)
+    m = segmentation_metrics(pred, target, n_classes=k, mask=mask if use_mask else None)
+    p, t = pred[mask], target[mask]
+    for c in range(k):
+        union = np.sum((p == c) | (t == c))
+        expected = np.sum((p == c) & (t == c)) / union if union else math.nan
+        np.testing.assert_allclose(m["iou"][c], expected)
+        denom = np.sum(p == c) + np.sum(t == c)
+        np.testing.assert_allclose(m["dice_per_class"][c], 2 * np.sum((p == c) & (t == c)) / denom if denom else math.nan)
+    fg_union = np.sum((p > 0) | (t > 0))
+    np.testing.assert_allclose(m["foreground_iou"], np.sum((p > 0) & (t > 0)) / fg_union if fg_union else math.nan)
+    np.testing.assert_allclose(m["pixel_accuracy"], np.mean(p == t) if p.size else math.nan)
+
+
 def test_absent_class_is_nan_and_skipped_in_means():
     target = np.array([[0, 1], [1, 1]])
     m = segmentation_metrics(target, target, n_classes=4)
