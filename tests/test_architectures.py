@@ -132,6 +132,14 @@ def test_bilinear_kernel_and_upsampling_init():
         fin = F.conv_transpose2d(const, net.upscore_final, stride=8, groups=k)[..., 4:-4, 4:-4]
     np.testing.assert_allclose(fin[..., 8:-8, 8:-8].numpy(), 2.5, atol=1e-5)
     assert not any("upscore_final" in n for n, _ in net.named_parameters())
+    # alignment: after the f/2 crop, feature column i peaks at the centre of its f input pixels
+    for f in (2, 8, 32):
+        x = torch.zeros(1, 1, 5, 5)
+        x[..., 2] = 1
+        kern = torch.from_numpy(bilinear_kernel(2 * f))[None, None]
+        row = F.conv_transpose2d(x, kern, stride=f)[0, 0, f // 2 + 2 * f, f // 2 : f // 2 + 5 * f]
+        peak = np.flatnonzero(row.numpy() == row.max().item())
+        assert list(peak) == [2 * f + f // 2 - 1, 2 * f + f // 2]
 
 
 @pytest.mark.parametrize("key", list(CONFIGS))
