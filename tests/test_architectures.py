@@ -55,6 +55,7 @@ def test_registry_and_geometry():
         assert net.size_multiple == (cfg.output_stride if cfg.arch == "deeplabv3plus" else 32)
         assert net.context % net.size_multiple == 0  # tiles keep the pooling grid
         assert net.output_size(37) == 37 and net.valid_input_size(5) == 5
+        assert isinstance(net.backbone, torch.nn.Module)  # what freeze_encoder freezes
     with pytest.raises(InputError, match="unknown architecture"):
         build_model(ModelConfig(arch="segnet"))
 
