@@ -17,7 +17,7 @@ from unet_core.models.fcn import (
     bilinear_kernel,
     load_vgg16_weights,
 )
-from unet_core.tiling import predict_tiled
+from unet_core.tiling import iter_predict_tiled, predict_tiled
 
 TINY = 1 / 16  # FCN: 4..32 conv channels, fc 256; DeepLab: 4..32 channels
 
@@ -154,12 +154,23 @@ def test_checkpoint_roundtrip(tmp_path, key):
         np.testing.assert_allclose(ck.model(x).numpy(), net(x).numpy(), atol=1e-6)
 
 
+def _predict_counting_tiles(net, image, **kwargs):
+    gen = iter_predict_tiled(net, image, device="cpu", **kwargs)
+    total = 0
+    while True:
+        try:
+            total = next(gen).total
+        except StopIteration as stop:
+            return stop.value, total
+
+
 @pytest.mark.parametrize("key", ["fcn32s", "fcn16s", "fcn8s", "deeplabv3plus-os16"])
 def test_tiled_prediction(key):
     net = _model(key).eval()
     image = _blobs((150, 130))
-    tiled = predict_tiled(net, image, tile_shape=256, device="cpu")  # 2x2 (DeepLab) or 3x3 tiles
-    whole = predict_tiled(net, image, tile_shape=150 + 2 * net.context, device="cpu")  # one tile
+    tiled, n_tiles = _predict_counting_tiles(net, image, tile_shape=96)
+    whole, n_whole = _predict_counting_tiles(net, image, tile_shape=1024)
+    assert n_tiles >= 4 and n_whole == 1
     assert tiled.shape == whole.shape == (3, 150, 130) and tiled.dtype == np.float32
     np.testing.assert_allclose(tiled.sum(0), 1.0, atol=1e-4)
     assert np.all(tiled >= 0)
