@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from unet_core.errors import InputError
-from unet_core.labels import BinaryLabelsWarning, as_instance_labels, check_same_shape, connected_components
+from unet_core.labels import (
+    BinaryLabelsWarning,
+    as_instance_labels,
+    check_same_shape,
+    connected_components,
+)
 
 
 def _quiet(labels):
