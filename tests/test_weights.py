@@ -279,6 +279,19 @@ def test_3d_true_and_per_slice(rng):
     np.testing.assert_array_equal(per_m, np.stack([boundary_weight_map(s, sigma=2.0, mask=m) for s, m in zip(lab, mask)]))
 
 
+def test_per_slice_does_not_take_a_slice_for_a_binary_mask():
+    stack = np.zeros((2, 20, 20), np.uint16)
+    stack[0, 2:6, 2:6] = stack[0, 10:15, 10:15] = 1  # one object (id 1) in two pieces
+    stack[1, 3:9, 3:9] = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = boundary_weight_map(stack, per_slice=True, class_balance=False)
+    np.testing.assert_array_equal(w[0], 1)  # a single object: no border term
+    with pytest.warns(BinaryLabelsWarning):  # the 2D slice alone is ambiguous: 0/1 = a mask
+        w2d = boundary_weight_map(stack[0], class_balance=False)
+    assert w2d.max() > 1
+
+
 def test_region_equals_crop_of_full_map(rng):
     from unet_core.sample_data import synthetic_nuclei
 

@@ -210,26 +210,32 @@ def boundary_weight_map(
         if mask.shape != labels.shape:
             raise InputError(f"mask shape {mask.shape} differs from labels shape {labels.shape}; give a mask of the same size")
         mask = mask.astype(bool, copy=False)
-    if labels.ndim == 3 and per_slice:
-        s2 = None
-        if sampling is not None:
-            s2 = _check_sampling(sampling, 3)[1:] if np.ndim(sampling) and len(sampling) == 3 else _check_sampling(sampling, 2)
-        zs, inner = _split_region(region, labels.shape)
-        out = [
-            boundary_weight_map(
-                labels[z], w0=w0, sigma=sigma, class_balance=class_balance,
-                mask=None if mask is None else mask[z], sampling=s2,
-                separate_touching=separate_touching, region=inner,
-            )
-            for z in range(labels.shape[0])[zs]
-        ]
-        shape = tuple(len(range(*sl.indices(n))) for sl, n in zip(_check_region(region, labels.shape), labels.shape))
-        return np.stack(out) if out else np.zeros(shape, np.float32)
-    spacing = _check_sampling(sampling, labels.ndim)
-    box = _check_region(region, labels.shape)
     labels = _relabel_ordered(labels)
+    box = _check_region(region, labels.shape)
+    kw = dict(w0=float(w0), sigma=float(sigma), class_balance=class_balance, separate_touching=separate_touching)
+    if labels.ndim == 3 and per_slice:
+        if sampling is not None and np.ndim(sampling) == 1 and len(sampling) == 3:
+            sampling = tuple(sampling)[1:]
+        spacing = _check_sampling(sampling, 2)
+        out = np.zeros(tuple(b.stop - b.start for b in box), np.float32)
+        for k, z in enumerate(range(box[0].start, box[0].stop)):
+            out[k] = _weight_map(labels[z], None if mask is None else mask[z], spacing, box[1:], **kw)
+        return out
+    return _weight_map(labels, mask, _check_sampling(sampling, labels.ndim), box, **kw)
 
-    # class weights: over the whole image (inside the mask)
+
+def _weight_map(
+    labels: np.ndarray,
+    mask: np.ndarray | None,
+    spacing: tuple[float, ...],
+    box: Region,
+    *,
+    w0: float,
+    sigma: float,
+    class_balance: bool,
+    separate_touching: bool,
+) -> np.ndarray:
+    """:func:`boundary_weight_map` of validated uint32 ``labels`` on the step-1 ``box``."""
     # the border term of the box needs the labels within the influence margin (+1 for the gap rule)
     margin = influence_margin(sigma, spacing, ndim=labels.ndim)
     outer = tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, labels.shape))
@@ -401,9 +407,3 @@ def _check_region(region: Region | None, shape: tuple[int, ...]) -> Region:
             raise InputError(f"region slices must have step 1, got {r}")
         out.append(slice(start, max(start, stop)))
     return tuple(out)
-
-
-def _split_region(region: Region | None, shape: tuple[int, ...]) -> tuple[slice, Region | None]:
-    """(Z slice, per-slice 2D region) for ``per_slice`` computation."""
-    box = _check_region(region, shape)
-    return box[0], (None if region is None else box[1:])
