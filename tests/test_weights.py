@@ -388,3 +388,15 @@ def test_cli_mask_and_errors(tmp_path, capsys):
     assert main(["weights", str(tmp_path / "f.tif"), "-o", str(tmp_path / "y.tif")]) == 2
     assert "non-integer" in capsys.readouterr().err
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()
+
+
+def test_cli_series_of_2d_images_is_per_slice(tmp_path, capsys):
+    stack = np.stack([_three_cells(), _three_cells()[::-1]]).astype(np.uint16)
+    write_tiff(tmp_path / "t.tif", stack, axes="TYX")
+    assert main(["weights", str(tmp_path / "t.tif"), "-o", str(tmp_path / "w.tif")]) == 0
+    w, meta = read_tiff(tmp_path / "w.tif")
+    assert meta.axes == "TYX"
+    np.testing.assert_allclose(w, boundary_weight_map(stack, per_slice=True))
+    write_tiff(tmp_path / "c.tif", np.zeros((2, 3, 8, 8), np.uint16), axes="CZYX")
+    assert main(["weights", str(tmp_path / "c.tif"), "-o", str(tmp_path / "wc.tif")]) == 2
+    assert "split channels" in capsys.readouterr().err
