@@ -10,8 +10,8 @@ Speed: the border term is below ``rel_tol * w0`` (default ``1e-6 * w0``) once
 ``d1 + d2 > sigma * sqrt(2 ln(1 / rel_tol))`` (about 5.3 sigma), so an object only matters within
 that distance of itself. Each object's distance transform is therefore computed on its bounding
 box grown by that cutoff (exact there, because the whole object lies inside the crop) and the two
-smallest distances per pixel are kept. Pixels outside every crop of the two nearest objects have
-a true border term below ``rel_tol * w0`` and get 0. Cost: O(sum of crop sizes) instead of
+smallest distances per pixel are kept. A pixel outside the crop of either of its two nearest objects has
+a true border term below ``rel_tol * w0`` and gets at most that (often 0). Cost: O(sum of crop sizes) instead of
 O(objects x pixels); memory O(pixels) (two float32 distance images).
 """
 
