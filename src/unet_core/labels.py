@@ -33,10 +33,13 @@ def as_instance_labels(labels: np.ndarray, *, name: str = "labels") -> np.ndarra
         Instance ids. A binary mask is split into objects by connectivity (8-/26-connected
         per slice for 2D, full-connectivity in 3D), with a :class:`BinaryLabelsWarning`.
 
+    Float arrays holding whole numbers (as some tools export labels) are accepted and converted.
+
     Raises
     ------
     InputError
-        Float with non-integer values, negative ids, empty arrays.
+        Float with non-integer (or non-finite, or beyond 2**53) values, negative ids, non-numeric
+        dtypes (complex, strings, objects), empty arrays.
     """
     labels = np.asarray(labels)
     if labels.size == 0:
@@ -47,9 +50,17 @@ def as_instance_labels(labels: np.ndarray, *, name: str = "labels") -> np.ndarra
                 f"{name} has non-integer values (dtype {labels.dtype}); instance labels must be "
                 "integer ids (0 = background) - convert or re-export them as integers"
             )
+        if np.abs(labels).max() > 2.0**53:
+            raise InputError(
+                f"{name} has float ids beyond 2**53, which floats cannot hold exactly; "
+                "save the labels with an integer dtype (uint32/uint64)"
+            )
         labels = labels.astype(np.int64)
     elif labels.dtype.kind not in "biu":
-        raise InputError(f"{name} has dtype {labels.dtype}; expected integer instance ids")
+        raise InputError(
+            f"{name} has dtype {labels.dtype}; expected integer instance ids (0 = background) - "
+            "load or convert the labels as an integer image"
+        )
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{name} has negative ids; use 0 for background and positive ids for objects")
     if labels.dtype == np.bool_ or _is_binary(labels):
