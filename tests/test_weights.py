@@ -220,9 +220,9 @@ def test_mask_zero_outside_and_balance_inside():
     np.testing.assert_array_equal(w_nb, mask.astype(np.float32))
 
 
-def test_float_labels_with_whole_numbers_are_accepted():
-    lab = _three_cells()
-    np.testing.assert_array_equal(boundary_weight_map(lab.astype(np.float32)), boundary_weight_map(lab))
+def test_float_labels_are_refused():
+    with pytest.raises(InputError, match="floating-point"):
+        boundary_weight_map(_three_cells().astype(np.float32))
 
 
 def test_binary_mask_is_split_with_a_warning():

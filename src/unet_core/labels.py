@@ -45,17 +45,17 @@ def as_instance_labels(labels: np.ndarray, *, name: str = "labels") -> np.ndarra
     if labels.size == 0:
         raise InputError(f"{name} is empty; paint or load labels first")
     if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise InputError(
-                f"{name} has non-integer values (dtype {labels.dtype}); instance labels must be "
-                "integer ids (0 = background) - convert or re-export them as integers"
-            )
-        if np.abs(labels).max() > 2.0**53:
-            raise InputError(
-                f"{name} has float ids beyond 2**53, which floats cannot hold exactly; "
-                "save the labels with an integer dtype (uint32/uint64)"
-            )
-        labels = labels.astype(np.int64)
+        whole = bool(np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)))
+        hint = (
+            "convert them to integers first (numpy: labels.astype(np.uint32); Fiji: Image > Type > "
+            "16-bit) and save them as integer TIFF"
+            if whole
+            else "they have non-integer values, so they are not label ids; paint or export integer labels"
+        )
+        raise InputError(
+            f"{name} has floating-point dtype {labels.dtype}; instance labels must be integer ids "
+            f"(0 = background): {hint}"
+        )
     elif labels.dtype.kind not in "biu":
         raise InputError(
             f"{name} has dtype {labels.dtype}; expected integer instance ids (0 = background) - "
