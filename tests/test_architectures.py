@@ -251,3 +251,31 @@ def test_vgg16_weights_refuse_wrong_models_and_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="missing"):
         load_vgg16_weights(net, tmp_path / "other.pth")
+
+
+# ------------------------------------------------------------------------------------- CLI
+def test_cli_trains_each_new_architecture(tmp_path, capsys):
+    from unet_core.cli import main
+    from unet_core.io import write_tiff
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((64, 64), np.uint16)
+    labels[10:25, 12:30], labels[40:58, 35:50] = 1, 2
+    image = (labels > 0) * 200.0 + rng.normal(50, 10, labels.shape)
+    write_tiff(tmp_path / "img.tif", image.astype(np.float32), axes="YX")
+    write_tiff(tmp_path / "lab.tif", labels, axes="YX")
+    common = ["train", "--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lab.tif"),
+              "--iterations", "2", "--batch-size", "2", "--tile-size", "32", "--width", "0.0625", "--device", "cpu"]
+    for arch, extra in (("fcn8s", []), ("deeplabv3plus", ["--output-stride", "8"])):
+        out = tmp_path / f"{arch}.pt"
+        assert main([*common, "--arch", arch, *extra, "-o", str(out)]) == 0
+        cfg = load_checkpoint(out).config
+        assert (cfg.arch, cfg.width, cfg.padding) == (arch, 0.0625, "same")
+        if extra:
+            assert cfg.output_stride == 8
+    assert main([*common, "--arch", "deeplabv3plus", "--vgg16-weights", str(tmp_path / "v.pth"),
+                 "-o", str(tmp_path / "x.pt")]) == 2
+    assert "needs an FCN" in capsys.readouterr().err
+    assert main([*common, "--arch", "fcn8s", "--vgg16-weights", str(tmp_path / "v.pth"),
+                 "-o", str(tmp_path / "y.pt")]) == 2  # width 0.0625: VGG16 needs width 1
+    assert "width 1.0" in capsys.readouterr().err

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
@@ -39,6 +41,8 @@ def add_parser(sub) -> None:
     g.add_argument("--depth", type=int, default=_M.depth, help=f"number of poolings (default {_M.depth}; paper 4)")
     g.add_argument("--base-channels", type=int, default=_M.base_channels, help=f"channels of the first level (default {_M.base_channels}; paper 64)")
     g.add_argument("--padding", choices=("valid", "same"), default=_M.padding, help="'valid' = paper (default)")
+    g.add_argument("--arch", default=_M.arch, help="architecture: unet (default), fcn32s, fcn16s, fcn8s, deeplabv3plus")
+    _add_arch_options(g)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(run=run)
 
@@ -60,11 +64,45 @@ def run(args: argparse.Namespace) -> int:
         mask = (read_tiff(args.mask[i])[0] != 0) if args.mask else None
         pairs.append(TrainingPair(image, labels, mask, channel_axis=args.channel_axis, name=str(ip)))
     in_ch = 1 if args.channel_axis is None else pairs[0].image.shape[args.channel_axis]
-    model = replace(_M, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels, padding=args.padding)
+    model = replace(_M, arch=args.arch, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels,
+                    padding=args.padding, width=args.width, output_stride=args.output_stride)
+    init_from = args.init_from
+    if args.vgg16_weights:  # the VGG16-initialised FCN becomes the checkpoint to fine-tune
+        tmp = tempfile.TemporaryDirectory(prefix="napari-unet-vgg16-")
+        init_from, model = _vgg16_init(model, args.vgg16_weights, init_from, Path(tmp.name) / "vgg16-init.pt")
     config = replace(
         _T, model=model, iterations=args.iterations, time_limit=args.time_limit, batch_size=args.batch_size,
         tile_size=args.tile_size, learning_rate=args.lr, device=args.device, seed=args.seed,
     )
-    result = drain(train(pairs, config, output=out, init_from=args.init_from))
+    result = drain(train(pairs, config, output=out, init_from=init_from))
     print(f"wrote {result.checkpoint} after {result.steps} steps (final loss {result.metrics['loss']:.4f})")
     return 0
+
+
+# --------------------------------------------------------------- FCN / DeepLabv3+ options
+def _add_arch_options(g) -> None:
+    g.add_argument("--width", type=float, default=_M.width,
+                   help=f"fcn*/deeplabv3plus: channel multiplier (default {_M.width:g} = published; 0.25 suits a CPU)")
+    g.add_argument("--output-stride", type=int, choices=(8, 16), default=_M.output_stride,
+                   help=f"deeplabv3plus: encoder output stride (default {_M.output_stride})")
+    g.add_argument("--vgg16-weights", metavar="PATH",
+                   help="fcn*: start from torchvision VGG16 ImageNet weights (a state-dict file you have; "
+                   "needs --width 1)")
+
+
+def _vgg16_init(model, weights: str, init_from, start: Path):
+    """Build the FCN, load VGG16 weights, save it as the starting checkpoint ``start``."""
+    from ..checkpoint import save_checkpoint
+    from ..models import build_model
+    from ..models.fcn import load_vgg16_weights
+
+    if init_from:
+        raise InputError("give either --from or --vgg16-weights, not both")
+    if not model.arch.startswith("fcn"):
+        raise InputError(f"--vgg16-weights needs an FCN (--arch fcn32s, fcn16s or fcn8s), not {model.arch!r}")
+    model = replace(model, batch_norm=False)  # VGG16 has no batch norm
+    net = build_model(model)
+    load_vgg16_weights(net, weights)
+    save_checkpoint(start, net, meta={"init": "torchvision VGG16", "weights": str(weights)})
+    log.info("VGG16-initialised %s saved to %s", model.arch, start)
+    return start, model
