@@ -110,6 +110,26 @@ def test_fcn_skip_scorers_start_at_zero_and_learn():
     assert hasattr(_model("fcn16s"), "score_pool4") and not hasattr(_model("fcn16s"), "score_pool3")
 
 
+def test_deeplab_image_pooling_is_global_on_training_tiles_and_local_beyond():
+    from unet_core.models.deeplab import ASPP
+
+    torch.manual_seed(0)
+    aspp = ASPP(4, 3, (1, 2, 3), pool_window=5).eval()
+    small = torch.rand(1, 4, 3, 3)  # the window covers the whole map: global average pooling
+    with torch.no_grad():
+        pooled = aspp.image_pool(small.mean(dim=(-2, -1), keepdim=True))
+        np.testing.assert_allclose(
+            aspp.image_pool(F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)).numpy(),
+            pooled.expand(-1, -1, 3, 3).numpy(), atol=1e-6,
+        )
+        big = torch.rand(1, 4, 20, 20)
+        changed = big.clone()
+        changed[..., -1, -1] += 10.0  # far from the top-left corner: no effect there
+        a, b = aspp(big), aspp(changed)
+    assert torch.allclose(a[..., :10, :10], b[..., :10, :10], atol=1e-6)
+    assert not torch.allclose(a[..., -3:, -3:], b[..., -3:, -3:])
+
+
 def test_bilinear_kernel_and_upsampling_init():
     for f in (2, 8, 16, 32):
         k = bilinear_kernel(2 * f)

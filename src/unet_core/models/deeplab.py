@@ -48,6 +48,9 @@ BLOCKS_PER_STAGE = 2
 ASPP_CHANNELS = 256
 LOW_LEVEL_CHANNELS = 48
 DECODER_CHANNELS = 256
+#: input pixels averaged by the image-pooling branch (cf. ``image_pooling_crop_size`` of the
+#: reference implementation): global for tiles up to this size, a sliding window beyond
+IMAGE_POOL_WINDOW = 256
 
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -126,18 +129,26 @@ class ASPP(nn.Module):
     ``(N, c_in, h, w) -> (N, c_out, h, w)``
     """
 
-    def __init__(self, c_in: int, c_out: int, rates: tuple[int, int, int]) -> None:
+    def __init__(self, c_in: int, c_out: int, rates: tuple[int, int, int], *, pool_window: int | None = None) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
             [_conv_bn_relu(c_in, c_out, 1)] + [_conv_bn_relu(c_in, c_out, 3, dilation=r) for r in rates]
         )
-        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, c_out, 1), nn.ReLU(inplace=True))
+        self.image_pool = nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.ReLU(inplace=True))
         self.project = nn.Sequential(_conv_bn_relu(5 * c_out, c_out, 1), nn.Dropout(0.1))
         self.rates = rates
+        self.pool_window = pool_window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [b(x) for b in self.branches]
-        feats.append(self.image_pool(x).expand(-1, -1, x.shape[-2], x.shape[-1]))
+        k = self.pool_window
+        if k is None or (x.shape[-2] <= (k + 1) // 2 and x.shape[-1] <= (k + 1) // 2):
+            # every window covers the whole map: plain global average pooling
+            pooled = x.mean(dim=(-2, -1), keepdim=True)
+            feats.append(self.image_pool(pooled).expand(-1, -1, x.shape[-2], x.shape[-1]))
+        else:  # sliding window of k x k feature pixels (edges: mean over the part inside)
+            pooled = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+            feats.append(self.image_pool(pooled))
         return self.project(torch.cat(feats, dim=1))
 
 
@@ -170,7 +181,9 @@ class DeepLabV3Plus(SegmentationNet):
         c1, c4 = ch(STAGE_CHANNELS[0]), ch(STAGE_CHANNELS[3])
         self.backbone = ResNetLite(config.in_channels, config.width, output_stride=os_)
         rates = (6, 12, 18) if os_ == 16 else (12, 24, 36)
-        self.aspp = ASPP(c4, ch(ASPP_CHANNELS), rates)
+        # image pooling over a window of ~IMAGE_POOL_WINDOW input pixels (odd, in feature pixels)
+        window = (IMAGE_POOL_WINDOW // os_) // 2 * 2 + 1
+        self.aspp = ASPP(c4, ch(ASPP_CHANNELS), rates, pool_window=window)
         self.reduce_low = _conv_bn_relu(c1, ch(LOW_LEVEL_CHANNELS), 1)
         self.decoder = nn.Sequential(
             _conv_bn_relu(ch(ASPP_CHANNELS) + ch(LOW_LEVEL_CHANNELS), ch(DECODER_CHANNELS), 3),
