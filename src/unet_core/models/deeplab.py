@@ -22,13 +22,20 @@ be batch-normalised when a batch holds one tile.
 Input sizes: any ``H x W``; the input is reflected up to a multiple of the output stride and the
 output cropped back (``border`` = 0).
 
-Tiling and context: the atrous rates (up to 18 x 16 = 288 pixels at output stride 16) and above
-all the image-pooling branch let each output pixel depend on the whole tile, so no finite overlap
-makes tiled and whole-image predictions identical. The tiler blends overlapping tiles with a
-smooth window over :attr:`DeepLabV3Plus.context` = 64 pixels; the image-pooling branch sees
-per-tile statistics, which are close to whole-image ones when tiles are large compared to the
-objects (use tiles of 256 pixels or more). Tests check that tiled and whole-image predictions
-agree closely.
+Image pooling over a window: as with the reference implementation's
+``image_pooling_crop_size``, the image-pooling branch averages over a window of about
+``IMAGE_POOL_WINDOW`` = 256 input pixels (17 feature pixels at output stride 16, 33 at 8). On
+training tiles up to ~136-144 px the window covers the whole map, i.e. plain global average
+pooling; on larger tiles it slides (edges: mean over the part inside), so the branch reaches
+~128 px instead of the whole tile.
+
+Tiling and context: the atrous rates reach up to 18 x 16 = 288 pixels at output stride 16 and
+the pooling window 128 pixels, so :attr:`DeepLabV3Plus.context` = 64 is a practical compromise,
+not the full reach: tiles are blended over it. Measured on trained models, the remaining
+tiled-vs-single-tile difference comes mostly from the training tiles: a net trained on tiles
+smaller than its ASPP reach learned wide branches that mostly saw zero padding, and behaves
+differently on larger inputs. Train DeepLabv3+ on tiles of 256 px or more (see
+docs/architectures.md for the numbers).
 """
 
 from __future__ import annotations
