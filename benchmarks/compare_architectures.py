@@ -209,7 +209,7 @@ def write_markdown(path: Path, results: dict, meta: dict) -> None:
     parts = [
         "<!-- results:start -->",
         f"Measured {meta['date']} on {meta['machine']} with torch {meta['torch']} "
-        f"({meta['threads']} threads), `python benchmarks/compare_architectures.py --budget {meta['budget']:g}`: "
+        f"({meta['threads']} thread{'s' if meta['threads'] > 1 else ''}), `python benchmarks/compare_architectures.py --budget {meta['budget']:g}`: "
         f"{meta['budget']:g} CPU-seconds of training per architecture and dataset "
         f"(process CPU time, tiles {meta['tile']} px, batch {meta['batch']}, Adam lr 1e-3, weighted "
         "cross-entropy with the U-Net weight map, seed 0, no pretrained weights).",
