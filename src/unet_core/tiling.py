@@ -247,6 +247,11 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
         model.eval()
         with torch.inference_mode():
             model(torch.zeros(1, model.config.in_channels, n, n, device=dev))
+    except Exception as exc:  # noqa: BLE001 - out of memory already: assume every map at full size
+        if not _is_oom(exc):
+            raise
+        seen = {i: 4 * n * n * mod.out_channels for i, mod in enumerate(model.modules())
+                if isinstance(mod, torch.nn.Conv2d | torch.nn.ConvTranspose2d)}
     finally:
         model.train(was_training)
         for h in handles:
