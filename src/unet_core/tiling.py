@@ -225,20 +225,21 @@ def _window(n: int, margin: int, ramp: int) -> np.ndarray:
 def activation_bytes_per_pixel(model: SegmentationNet) -> float:
     """Bytes of float32 activations per input pixel of one forward pass (an upper bound).
 
-    Measured once per model (and cached on it) by summing the distinct outputs of all leaf
-    modules during a forward pass on a small tile; the inference-mode peak is lower because
-    intermediate maps are freed as the pass proceeds.
+    Measured once per model (and cached on it) by summing the outputs of all leaf modules
+    (except in-place ones) during a forward pass on a small tile; the inference-mode peak is
+    lower because intermediate maps are freed as the pass proceeds.
     """
     cached = getattr(model, "_unet_act_bpp", None)
     if cached is not None:
         return cached
     m = model.size_multiple
-    n = model.valid_input_size(4 * m) if model.border else max(8 * m, 64)
+    n = model.valid_input_size(8 * m) if model.border else max(8 * m, 64)
     seen: dict[int, int] = {}
 
-    def hook(_mod, _inp, out):
-        if isinstance(out, torch.Tensor):
-            seen[out.data_ptr()] = out.numel() * 4
+    def hook(_mod, inp, out):
+        in_place = bool(inp) and isinstance(inp[0], torch.Tensor) and inp[0].data_ptr() == out.data_ptr()
+        if isinstance(out, torch.Tensor) and not in_place:
+            seen[len(seen)] = out.numel() * 4
 
     handles = [mod.register_forward_hook(hook) for mod in model.modules() if not list(mod.children())]
     dev = next(model.parameters()).device
@@ -256,7 +257,10 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
         model.train(was_training)
         for h in handles:
             h.remove()
-    bpp = max(64.0, sum(seen.values()) / (n * n))
+    # 'valid' maps shrink through the net: per input pixel would underestimate large tiles (whose
+    # input and output sizes are close), per output pixel overestimate them; take the middle
+    n_out = model.output_size(n)
+    bpp = max(64.0, sum(seen.values()) / (n * n_out))
     object.__setattr__(model, "_unet_act_bpp", bpp)
     return bpp
 
@@ -311,8 +315,15 @@ def choose_tile_shape(
     edge_in = int(math.sqrt(max(budget, 1) / (bpp * max(1, batch_size))))
     cap = CPU_MAX_TILE if device.type == "cpu" else GPU_MAX_TILE
     extra = 2 * (model.border or model.context)
-    edge = max(model.size_multiple, min(cap, edge_in - extra))
-    return tuple(max(1, min(edge, n)) for n in hw)  # type: ignore[return-value]
+    m = model.size_multiple
+    edge = max(m, min(cap, edge_in - extra))
+    out = []
+    for n in hw:
+        # as few tiles as the edge allows, then split the axis evenly among them
+        k = max(1, math.ceil(n / edge))
+        t = -(-math.ceil(n / k) // m) * m if k > 1 else n
+        out.append(max(1, min(t, n)))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def choose_batch_size(
