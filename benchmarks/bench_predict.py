@@ -189,7 +189,7 @@ def main() -> None:
         if "error" in res:
             print(f"{name}: failed: {res['error']}", file=sys.stderr)
         else:
-            print(f"  {name}: best {res['best_s']:.2f}s  times {['%.2f' % t for t in res['times']]}  "
+            print(f"  {name}: best {res['best_s']:.2f}s  times {' '.join(f'{t:.2f}' for t in res['times'])}  "
                   f"maxrss {res['maxrss_mb']:.0f} MB", file=sys.stderr, flush=True)
 
     whole = np.load(tmp / "whole.npy") if (tmp / "whole.npy").exists() else None

@@ -354,3 +354,30 @@ def test_model_config_normalization_is_applied():
     img = np.random.default_rng(14).integers(0, 4000, (20, 20)).astype(np.uint16)
     scaled = (img.astype(np.float32) - img.min()) / (img.max() - img.min())
     np.testing.assert_allclose(predict_tiled(net, img), predict_tiled(net, scaled, normalize_input=False), atol=TOL)
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_predict_stack_and_channels(tmp_path):
+    from unet_core.checkpoint import save_checkpoint
+    from unet_core.cli import main
+    from unet_core.io import read_tiff, write_tiff
+
+    rng = np.random.default_rng(15)
+    save_checkpoint(tmp_path / "m1.pt", _net("valid", base=2))
+    stack = rng.integers(0, 255, (2, 30, 40)).astype(np.uint8)
+    write_tiff(tmp_path / "zyx.tif", stack, axes="ZYX", pixel_size=(2.0, 0.5, 0.5))
+    assert main(["predict", str(tmp_path / "m1.pt"), str(tmp_path / "zyx.tif"), "-o", str(tmp_path / "l1.tif"),
+                 "--tile-size", "16", "--batch-size", "2", "--tta", "2", "--threshold", "0.4", "--no-split",
+                 "--min-size", "1", "--device", "cpu", "--probabilities", str(tmp_path / "p1.tif")]) == 0
+    labels, meta = read_tiff(tmp_path / "l1.tif")
+    assert labels.shape == (2, 30, 40) and labels.dtype.kind == "u" and meta.axes == "ZYX"
+    assert meta.pixel_size == pytest.approx((2.0, 0.5, 0.5), rel=1e-4)
+    prob, _ = read_tiff(tmp_path / "p1.tif")
+    expect = predict_tiled(_net("valid", base=2), stack, tta=2)[:, 1]
+    np.testing.assert_allclose(prob, expect, atol=1e-5)
+
+    save_checkpoint(tmp_path / "m2.pt", _net("valid", base=2, in_channels=2))
+    write_tiff(tmp_path / "cyx.tif", rng.integers(0, 255, (2, 30, 40)).astype(np.uint8), axes="CYX")
+    assert main(["predict", str(tmp_path / "m2.pt"), str(tmp_path / "cyx.tif"), "-o", str(tmp_path / "l2.tif")]) == 0
+    labels, meta = read_tiff(tmp_path / "l2.tif")
+    assert labels.shape == (30, 40) and meta.axes == "YX"  # channel axis taken from the TIFF, dropped
