@@ -151,6 +151,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--tile", type=int, action="append", help="also run ours-valid with this tile (repeatable)")
     ap.add_argument("--quick", action="store_true", help="only roi 256 for MONAI")
+    ap.add_argument("--monai", action="append", metavar="ROI,OVERLAP,BATCH",
+                    help="MONAI setting to run (repeatable; default: a sweep of six)")
+    ap.add_argument("--no-warmup", action="store_true", help="time every pass (no warm-up pass)")
+    ap.add_argument("--skip-same", action="store_true", help="skip ours-same")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -164,23 +168,29 @@ def main() -> None:
     mpix = args.size**2 / 1e6
     print(f"# prediction benchmark: {args.size}^2 image ({source}), 4-level U-Net, 16 base channels")
     print(f"# {os.cpu_count()} CPU(s) visible, torch {torch.__version__}, {threads} thread(s), "
-          f"best of {args.repeats} after 1 warm-up, each contender in its own process; "
+          f"best of {args.repeats}{'' if args.no_warmup else ' after 1 warm-up'}, each contender in its own process; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict_"))
-    base = {"size": args.size, "threads": threads, "repeats": args.repeats, "warmup": True}
+    base = {"size": args.size, "threads": threads, "repeats": args.repeats, "warmup": not args.no_warmup}
     contenders: list[tuple[str, dict]] = [
         ("ours-valid (auto tiles)", {"kind": "ours-valid", "save": str(tmp / "ours.npy")}),
         ("whole-image pass (valid)", {"kind": "whole-valid", "save": str(tmp / "whole.npy")}),
     ]
     for t in args.tile or []:
         contenders.append((f"ours-valid (tile {t})", {"kind": "ours-valid", "tile": t, "save": str(tmp / f"ours{t}.npy")}))
-    monai_settings = [(256, 0.25, 1)] if args.quick else [
-        (256, 0.25, 1), (256, 0.25, 4), (512, 0.25, 1), (384, 0.25, 1), (256, 0.5, 1), (512, 0.125, 1),
-    ]
+    if args.monai:
+        monai_settings = [(int(r), float(o), int(b)) for r, o, b in (m.split(",") for m in args.monai)]
+    elif args.quick:
+        monai_settings = [(256, 0.25, 1)]
+    else:
+        monai_settings = [
+            (256, 0.25, 1), (256, 0.25, 4), (512, 0.25, 1), (384, 0.25, 1), (256, 0.5, 1), (512, 0.125, 1),
+        ]
     for roi, ov, b in monai_settings:
         contenders.append((f"MONAI same roi {roi} ov {ov} b {b}",
                            {"kind": "monai-same", "roi": roi, "overlap": ov, "batch": b}))
-    contenders.append(("ours-same (auto tiles)", {"kind": "ours-same", "save": str(tmp / "ours_same.npy")}))
+    if not args.skip_same:
+        contenders.append(("ours-same (auto tiles)", {"kind": "ours-same", "save": str(tmp / "ours_same.npy")}))
 
     results = {}
     for name, spec in contenders:
