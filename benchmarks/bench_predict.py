@@ -89,7 +89,8 @@ def worker(spec: dict) -> dict:
 
     if kind == "ours-valid":
         def run():
-            return predict_tiled(valid, image, device="cpu", tile_shape=spec.get("tile"))
+            return predict_tiled(valid, image, device="cpu", tile_shape=spec.get("tile"),
+                                 channels_last=spec.get("channels_last"))
     elif kind == "ours-same":
         def run():
             return predict_tiled(same, image, device="cpu", tile_shape=spec.get("tile"))
@@ -154,6 +155,8 @@ def main() -> None:
     ap.add_argument("--monai", action="append", metavar="ROI,OVERLAP,BATCH",
                     help="MONAI setting to run (repeatable; default: a sweep of six)")
     ap.add_argument("--no-warmup", action="store_true", help="time every pass (no warm-up pass)")
+    ap.add_argument("--channels-last", action="store_true", help="also run ours-valid in channels_last layout")
+    ap.add_argument("--skip-monai", action="store_true", help="no MONAI contenders")
     ap.add_argument("--skip-same", action="store_true", help="skip ours-same")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -176,6 +179,9 @@ def main() -> None:
         ("ours-valid (auto tiles)", {"kind": "ours-valid", "save": str(tmp / "ours.npy")}),
         ("whole-image pass (valid)", {"kind": "whole-valid", "save": str(tmp / "whole.npy")}),
     ]
+    if args.channels_last:
+        contenders.append(("ours-valid (auto tiles, channels_last)",
+                           {"kind": "ours-valid", "channels_last": True, "save": str(tmp / "ours_cl.npy")}))
     for t in args.tile or []:
         contenders.append((f"ours-valid (tile {t})", {"kind": "ours-valid", "tile": t, "save": str(tmp / f"ours{t}.npy")}))
     if args.monai:
@@ -186,7 +192,7 @@ def main() -> None:
         monai_settings = [
             (256, 0.25, 1), (256, 0.25, 4), (512, 0.25, 1), (384, 0.25, 1), (256, 0.5, 1), (512, 0.125, 1),
         ]
-    for roi, ov, b in monai_settings:
+    for roi, ov, b in [] if args.skip_monai else monai_settings:
         contenders.append((f"MONAI same roi {roi} ov {ov} b {b}",
                            {"kind": "monai-same", "roi": roi, "overlap": ov, "batch": b}))
     if not args.skip_same:
