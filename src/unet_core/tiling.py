@@ -467,7 +467,7 @@ def iter_predict_tiled(
         Mixed precision. 'auto' = bf16 (fp16 where unsupported) on CUDA, off elsewhere.
     channels_last : bool, optional
         Run convolutions in channels-last layout; default: on for CUDA, off on the CPU (where
-        it measured no faster, see docs/benchmarks-predict.md).
+        it measured 16 % slower, see docs/benchmarks-predict.md).
     memory_budget_bytes : int, optional
         Activation memory for one batch of tiles; default :func:`memory_budget`.
 
