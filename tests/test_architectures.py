@@ -205,10 +205,11 @@ def test_tiled_prediction(key):
     np.testing.assert_allclose(tiled.sum(0), 1.0, atol=1e-4)
     assert np.all(tiled >= 0)
     diff = np.abs(tiled - whole)
-    # padded nets blended over `context`: close, not identical (zero padding, image pooling)
-    # (measured at this seed: mean 0.009-0.038, 99th percentile 0.02-0.11)
-    assert diff.mean() < 0.06, (key, diff.mean(), diff.max())
-    assert np.quantile(diff, 0.99) < 0.2, (key, np.quantile(diff, 0.99))
+    # padded nets blended over `context`: close, not identical (fc6 and the ASPP reach further;
+    # measured at this seed: FCN mean 0.0004-0.0025, DeepLab 0.023)
+    mean_limit, p99_limit = (0.06, 0.2) if key.startswith("deeplab") else (0.01, 0.05)
+    assert diff.mean() < mean_limit, (key, diff.mean(), diff.max())
+    assert np.quantile(diff, 0.99) < p99_limit, (key, np.quantile(diff, 0.99))
 
 
 def test_tiled_prediction_multichannel_stack():
