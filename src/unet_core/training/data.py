@@ -225,6 +225,7 @@ def prepare_pairs(
             region = masks[z] if masks is not None else annotated_region(lab, region_margin)
             if not region.any() or (masks is None and not lab.any()):
                 continue
+            lab = np.where(region, lab, 0)  # labels outside the region are not annotations
             if semantic:
                 target = lab.astype(np.int64)
                 w = class_balance(target, region, model_config.n_classes)

@@ -242,6 +242,7 @@ def train(
     dev = resolve_device(config.device)
     config = resolve_train_config(config, dev.type)
     n_classes = config.model.n_classes
+    loss_fn = build_loss(config.loss, n_classes=n_classes)
 
     slices = prepare_pairs(
         pairs, config.model, config.weights, region_margin=config.region_margin, semantic=config.semantic
@@ -260,7 +261,6 @@ def train(
     if state is not None and [d["fingerprint"] for d in state.get("data", [])] != [d["fingerprint"] for d in data_info]:
         log.warning("resuming with different training data than the interrupted run used")
 
-    loss_fn = build_loss(config.loss, n_classes=n_classes)
     model.to(dev)
     frozen = _encoder(model) if config.freeze_encoder else None
     if frozen is not None:
@@ -416,11 +416,15 @@ def train(
             elapsed = clock.elapsed()
             rate = (time.perf_counter() - wall0) / max(1, step - step0)
             eta = rate * (total - step)
+            shown = total  # planned steps; for a time budget, the steps it will allow
             if config.time_limit is not None:
-                eta = min(eta, max(0.0, config.time_limit - elapsed))
+                left = max(0.0, config.time_limit - elapsed)
+                budget_rate = (elapsed - elapsed0) / max(1, step - step0)
+                shown = min(total, step + int(left / max(budget_rate, 1e-9)))
+                eta = min(eta, left * rate / max(budget_rate, 1e-9))
             time_up = config.time_limit is not None and elapsed >= config.time_limit
             yield Progress(
-                "train", step, total, f"step {step}/{total} loss {loss_value:.4f}",
+                "train", step, shown, f"step {step}/{shown} loss {loss_value:.4f}",
                 metrics={"loss": loss_value, "lr": lr}, eta=eta,
             )
             last = step >= total or time_up
@@ -440,7 +444,7 @@ def train(
                     save_last()  # a crash loses at most val_every steps
                 text = ", ".join(f"{k[4:]} {v:.3f}" for k, v in val_metrics.items())
                 yield Progress(
-                    "validate", step, total, f"validation at step {step}: {text}",
+                    "validate", step, shown, f"validation at step {step}: {text}",
                     metrics={**val_metrics, "best_step": best_step, **extra}, eta=eta,
                 )
             if time_up:
@@ -456,7 +460,7 @@ def train(
     best = best_file if best_file is not None and best_file.exists() and best_step else None
     if completed:
         yield Progress(
-            "save", step, total, f"saved {saved}" if saved else "done",
+            "save", step, step, f"saved {saved}" if saved else "done",
             metrics={"checkpoint": str(saved) if saved else None, "best_checkpoint": str(best) if best else None},
         )
     return TrainResult(saved, model, step, stopped, metrics, best)
