@@ -19,6 +19,7 @@ augmentation on every device; the grids and resampling run wherever the batch li
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -153,25 +154,36 @@ class Augmenter:
         return apply_grid(image, target, weight, grid, border, params)
 
 
+@functools.lru_cache(maxsize=16)
+def _base_and_basis(in_size: int, grid_points: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tile pixel offsets (P, 2) as (x, y) from the tile centre, and the bicubic interpolation
+    basis (g*g, P) that turns coarse-grid displacements into a per-pixel field."""
+    dev = torch.device(device)
+    r = torch.arange(in_size, device=dev, dtype=torch.float32) - (in_size - 1) / 2.0
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    base = torch.stack([xx, yy], -1).reshape(-1, 2)
+    g = grid_points
+    eye = torch.eye(g * g, device=dev, dtype=torch.float32).reshape(g * g, 1, g, g)
+    basis = F.interpolate(eye, size=(in_size, in_size), mode="bicubic", align_corners=True)
+    return base, basis.reshape(g * g, -1)
+
+
 def sampling_grid(params: AugmentParams, in_size: int, src_size: int, device: torch.device) -> torch.Tensor:
     """``grid_sample`` grid (N, in_size, in_size, 2) in normalised source coordinates.
 
     Tile pixel offsets ``u`` from the tile centre map to source offsets
-    ``matrix @ u + displacement(u)`` from the source centre; with ``align_corners=False`` a
-    source offset ``p`` pixels is the normalised coordinate ``2 p / src_size``.
+    ``matrix @ u + displacement(u)`` from the source centre, where ``displacement`` is the bicubic
+    interpolation of the coarse-grid displacements; with ``align_corners=False`` a source offset
+    of ``p`` pixels is the normalised coordinate ``2 p / src_size``.
     """
-    n = params.matrix.shape[0]
-    r = torch.arange(in_size, device=device, dtype=torch.float32) - (in_size - 1) / 2.0
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    u = torch.stack([xx, yy], -1).reshape(1, -1, 2)  # (1, P, 2) as (x, y)
+    n, _, g, _ = params.displacement.shape
+    base, basis = _base_and_basis(in_size, g, str(device))
     m = params.matrix.to(device)
-    p = torch.einsum("nij,npj->npi", m, u.expand(n, -1, -1)).reshape(n, in_size, in_size, 2)
+    p = torch.einsum("nij,pj->npi", m, base)  # (N, P, 2)
     if params.displacement.abs().max() > 0:
-        field = F.interpolate(
-            params.displacement.to(device), size=(in_size, in_size), mode="bicubic", align_corners=True
-        )  # (N, 2, H, W), (x, y) displacements in pixels
-        p = p + field.permute(0, 2, 3, 1)
-    return p * (2.0 / src_size)
+        d = params.displacement.to(device).reshape(n, 2, g * g)
+        p = p + torch.einsum("nck,kp->npc", d, basis)
+    return (p * (2.0 / src_size)).reshape(n, in_size, in_size, 2)
 
 
 def apply_grid(

@@ -316,6 +316,8 @@ class TileSampler:
         self.slices = slices
         self.set_sizes(in_size, out_size, border, source)
         self.candidates = [np.flatnonzero(s.weight > 0) for s in slices]
+        # compact class ids: less to copy per tile (converted to int64 on the device)
+        self.targets = [s.target.astype(np.int16) for s in slices]
         counts = np.array([len(c) for c in self.candidates], np.float64)
         if counts.sum() == 0:
             raise InputError("no annotated pixels left for training; paint more objects or lower val_fraction")
@@ -332,7 +334,7 @@ class TileSampler:
 
         Returns
         -------
-        image (n, C, S, S) float32, target (n, S, S) int64, weight (n, S, S) float32, with
+        image (n, C, S, S) float32, target (n, S, S) int16, weight (n, S, S) float32, with
         ``S = source``; the network's input tile is the central ``in_size`` window and its output
         window the central ``out_size`` window.
         """
@@ -347,7 +349,7 @@ class TileSampler:
             y0 = cy - self.out_size // 2 + int(rng.integers(-j, j + 1)) - pad
             x0 = cx - self.out_size // 2 + int(rng.integers(-j, j + 1)) - pad
             xs.append(crop_mirror(sl.image, y0, x0, self.source))
-            ys.append(crop_zero(sl.target, y0, x0, self.source))
+            ys.append(crop_zero(self.targets[i], y0, x0, self.source))
             ws.append(crop_zero(sl.weight, y0, x0, self.source))
         return np.stack(xs), np.stack(ys), np.stack(ws)
 
@@ -362,6 +364,7 @@ def sample_tile(
     """One random tile without augmentation: image ``(C, in, in)``, target/weight ``(out, out)``."""
     sampler = TileSampler([sl], in_size, out_size, border, in_size)
     img, tgt, wt = sampler.sample(rng, 1)
+    tgt = tgt.astype(np.int64)
     return img[0], tgt[0, border : border + out_size, border : border + out_size], wt[0, border : border + out_size, border : border + out_size]
 
 

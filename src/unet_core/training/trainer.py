@@ -372,9 +372,11 @@ def train(
                 w = torch.from_numpy(ws).to(dev, non_blocking=True)
                 if augmenter is not None:
                     x, y, w = augmenter(x, y, w, in_size=in_size, border=border)
-                elif border:
-                    y = y[:, border:-border, border:-border]
-                    w = w[:, border:-border, border:-border]
+                else:
+                    y = y.long()
+                    if border:
+                        y = y[:, border:-border, border:-border]
+                        w = w[:, border:-border, border:-border]
                 autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
                 with autocast:
                     logits = model(x)
