@@ -44,7 +44,7 @@ def _pipeline_rate(pairs, cfg, steps: int, warmup: int) -> tuple[float, float]:
 
 def _bare_rate(cfg, in_size: int, out_size: int, steps: int, warmup: int) -> tuple[float, float]:
     from unet_core.models import build_model
-    from unet_core.training.trainer import build_loss
+    from unet_core.training.losses import build_loss
 
     dev = torch.device(cfg.device)
     torch.manual_seed(0)

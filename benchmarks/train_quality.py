@@ -56,10 +56,9 @@ def fg_iou(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def ap50(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
-    from unet_core.training.validation import match_counts
+    from unet_core.training.metrics import instance_ap
 
-    tp, fp, fn = match_counts(pred_labels, true_labels, 0.5)
-    return tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    return float(instance_ap(pred_labels, true_labels, 0.5))
 
 
 # ------------------------------------------------------------------------------------- synthetic

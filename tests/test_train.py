@@ -15,7 +15,8 @@ from unet_core.training.data import (
     sample_tile,
     split_validation,
 )
-from unet_core.training.trainer import learning_rate, train, weighted_cross_entropy
+from unet_core.training.losses import weighted_cross_entropy
+from unet_core.training.trainer import learning_rate, train
 
 
 @pytest.fixture(autouse=True)

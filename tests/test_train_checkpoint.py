@@ -149,7 +149,7 @@ def test_cli_train_resume_and_summary(tmp_path, sample, capsys):
     write_tiff(tmp_path / "cls.tif", (labels[:80, :80] > 0).astype(np.uint8))
     tune = [a if a != str(tmp_path / "lab.tif") else str(tmp_path / "cls.tif") for a in args[:-4]]
     assert main(tune + ["--semantic", "--freeze-encoder", "--from", str(tmp_path / "m.pt"),
-                        "-o", str(tmp_path / "t.pt"), "--loss", "wce"]) == 0
+                        "-o", str(tmp_path / "t.pt"), "--loss", "wce+0.5*dice"]) == 0
     capsys.readouterr()
     assert main(args[:-4] + ["--semantic", "--from", str(tmp_path / "m.pt"), "-o", str(tmp_path / "u.pt")]) == 2
     assert "class id" in capsys.readouterr().err

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -49,6 +48,7 @@ from .data import (
     prepare_pairs,
     split_validation,
 )
+from .losses import build_loss
 from .validation import evaluate
 
 log = logging.getLogger(__name__)
@@ -88,31 +88,6 @@ def best_path(output: str | os.PathLike) -> Path:
     """Where the best-validation checkpoint of a run writing ``output`` goes: ``NAME.best.pt``."""
     p = Path(output)
     return p.with_name(p.stem + ".best" + (p.suffix or ".pt"))
-
-
-def build_loss(name: str, *, n_classes: int) -> LossFn:
-    """The loss named ``name`` from :mod:`unet_core.training.losses`.
-
-    Falls back to the built-in weighted cross-entropy for 'wce' while that module is absent.
-    """
-    try:
-        from . import losses  # type: ignore[attr-defined]
-    except ImportError:
-        if name != "wce":
-            raise InputError(f"loss {name!r} is not available in this installation; use 'wce'") from None
-        return weighted_cross_entropy
-    return losses.build_loss(name, n_classes=n_classes)
-
-
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Pixel-wise softmax cross-entropy weighted per pixel (the paper's energy function).
-
-    ``logits`` (N, K, H, W), ``target`` (N, H, W) int64, ``weight`` (N, H, W) float32; pixels
-    with weight 0 (outside the annotated region) contribute neither loss nor gradient. Normalised
-    by the total weight.
-    """
-    ce = F.cross_entropy(logits, target, reduction="none")
-    return (ce * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -5,15 +5,20 @@ Each validation sample is predicted with the same overlap-tile code as inference
 context, and scored inside the region only:
 
 * ``val_loss``: the training loss on the predicted probabilities with the training weights;
-* ``val_foreground_iou`` and ``val_dice``: foreground (any class > 0) vs background;
+* ``val_foreground_iou``, ``val_dice`` (foreground Dice) and ``val_pixel_error``: foreground
+  (any class > 0) vs background, from the confusion matrix of
+  :func:`unet_core.training.metrics.segmentation_metrics` pooled over all validation samples;
+* ``val_boundary_f1``: boundary F1 (2-pixel tolerance), averaged over samples by pixel count;
 * ``val_miou``: mean IoU over classes (semantic mode);
 * ``val_ap50``: instance AP at IoU 0.5 (binary mode): predicted instances from
-  :func:`unet_core.postprocess.probabilities_to_instances`, one-to-one matching at IoU > 0.5,
-  ``AP = TP / (TP + FP + FN)``, counts pooled over all validation samples.
+  :func:`unet_core.postprocess.probabilities_to_instances`, one-to-one matching at IoU > 0.5
+  (:func:`unet_core.training.metrics.match_instances`), ``AP = TP / (TP + FP + FN)`` with the
+  counts pooled over all validation samples.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +28,7 @@ from ..models import SegmentationNet
 from ..postprocess import probabilities_to_instances
 from ..tiling import predict_tiled
 from .data import PreparedSlice
+from .metrics import match_instances, segmentation_metrics
 
 
 def _bbox(region: np.ndarray) -> tuple[int, int, int, int]:
@@ -49,31 +55,6 @@ def predict_region(model: SegmentationNet, sl: PreparedSlice, device: torch.devi
     return probs, (slice(y0, y1), slice(x0, x1))
 
 
-def match_counts(pred: np.ndarray, true: np.ndarray, iou_threshold: float = 0.5) -> tuple[int, int, int]:
-    """(TP, FP, FN) of a one-to-one matching of instance labels at IoU > ``iou_threshold``.
-
-    With a threshold >= 0.5 every object can overlap at most one other by more than half, so
-    thresholding the IoU matrix gives the unique optimal matching.
-    """
-    pred = np.asarray(pred).ravel().astype(np.int64)
-    true = np.asarray(true).ravel().astype(np.int64)
-    p_ids, p_inv = np.unique(pred, return_inverse=True)
-    t_ids, t_inv = np.unique(true, return_inverse=True)
-    n_p, n_t = int((p_ids > 0).sum()), int((t_ids > 0).sum())
-    if n_p == 0 or n_t == 0:
-        return 0, n_p, n_t
-    inter = np.zeros((len(p_ids), len(t_ids)), np.int64)
-    np.add.at(inter, (p_inv, t_inv), 1)
-    area_p, area_t = inter.sum(1), inter.sum(0)
-    union = area_p[:, None] + area_t[None, :] - inter
-    iou = inter / np.maximum(union, 1)
-    iou = iou[p_ids > 0][:, t_ids > 0]
-    if iou_threshold < 0.5:
-        raise ValueError("match_counts needs iou_threshold >= 0.5 for a unique matching")
-    tp = int((iou > iou_threshold).sum())
-    return tp, n_p - tp, n_t - tp
-
-
 def evaluate(
     model: SegmentationNet,
     slices: list[PreparedSlice],
@@ -94,9 +75,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     loss_sum = weight_sum = 0.0
-    fg_inter = fg_union = fg_sum = 0
-    cls_inter = np.zeros(n_classes, np.int64)
-    cls_union = np.zeros(n_classes, np.int64)
+    conf = np.zeros((n_classes, n_classes), np.int64)
+    bf1_sum = bf1_n = 0.0
     tp = fp = fn = 0
     try:
         for sl in slices:
@@ -111,30 +91,31 @@ def evaluate(
                 loss_sum += float(loss) * w_total
                 weight_sum += w_total
             pred = probs.argmax(0)
-            p_fg, t_fg = (pred > 0) & region, (target > 0) & region
-            fg_inter += int((p_fg & t_fg).sum())
-            fg_union += int((p_fg | t_fg).sum())
-            fg_sum += int(p_fg.sum() + t_fg.sum())
-            for k in range(n_classes):
-                pk, tk = (pred == k) & region, (target == k) & region
-                cls_inter[k] += int((pk & tk).sum())
-                cls_union[k] += int((pk | tk).sum())
+            m = segmentation_metrics(pred, target, n_classes=n_classes, mask=region)
+            conf += m["confusion"]
+            if not math.isnan(m["boundary_f1"]):
+                bf1_sum += m["boundary_f1"] * m["n_pixels"]
+                bf1_n += m["n_pixels"]
             if not semantic and sl.instances is not None:
                 inst = probabilities_to_instances(probs)
                 inst[~region] = 0
-                true = np.where(region, sl.instances[box], 0)
-                a, b, c = match_counts(inst, true)
-                tp, fp, fn = tp + a, fp + b, fn + c
+                match = match_instances(inst, np.where(region, sl.instances[box], 0), 0.5)
+                tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
     finally:
         model.train(was_training)
+    fg_tp, fg_fp, fg_fn = int(conf[1:, 1:].sum()), int(conf[0, 1:].sum()), int(conf[1:, 0].sum())
+    n = int(conf.sum())
     out = {
-        "val_loss": loss_sum / weight_sum if weight_sum else float("nan"),
-        "val_foreground_iou": fg_inter / fg_union if fg_union else 1.0,
-        "val_dice": 2 * fg_inter / fg_sum if fg_sum else 1.0,
+        "val_loss": loss_sum / weight_sum if weight_sum else math.nan,
+        "val_foreground_iou": fg_tp / (fg_tp + fg_fp + fg_fn) if fg_tp + fg_fp + fg_fn else 1.0,
+        "val_dice": 2 * fg_tp / (2 * fg_tp + fg_fp + fg_fn) if fg_tp + fg_fp + fg_fn else 1.0,
+        "val_pixel_error": 1.0 - float(np.trace(conf)) / n if n else math.nan,
+        "val_boundary_f1": bf1_sum / bf1_n if bf1_n else math.nan,
     }
     if semantic:
-        present = cls_union > 0
-        out["val_miou"] = float((cls_inter[present] / cls_union[present]).mean()) if present.any() else 1.0
+        union = conf.sum(0) + conf.sum(1) - np.diag(conf)
+        present = union > 0
+        out["val_miou"] = float((np.diag(conf)[present] / union[present]).mean()) if present.any() else 1.0
     else:
         out["val_ap50"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
     return out
