@@ -77,6 +77,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, pair):
     losses = lambda recs, lo: [r.metrics["loss"] for r in recs if r.stage == "train" and r.step > lo]  # noqa: E731
     assert losses(full_rec, 3) == losses(res_rec, 3)
     assert full.metrics == resumed.metrics
+    # resuming a finished run changes nothing and keeps its numbers
+    again, rec = run(train([pair], CFG, output=tmp_path / "part.pt", resume=tmp_path / "part.pt"))
+    assert again.steps == 6 and again.metrics == full.metrics
+    assert [r.stage for r in rec] == ["save"]
 
 
 def test_fine_tune_from_a_checkpoint_with_new_annotations(tmp_path, pair, sample):

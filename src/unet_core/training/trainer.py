@@ -282,6 +282,10 @@ def train(
     clock = _Clock(config.time_clock, elapsed0)
     wall0, step0 = time.perf_counter(), step
     loss_value, val_metrics = float("nan"), {}
+    if state is not None:  # a resumed run reports the interrupted run's last numbers until it has its own
+        last = ckpt.meta.get("metrics", {})
+        loss_value = float(last.get("loss", math.nan))
+        val_metrics = {k: v for k, v in last.items() if k.startswith("val_")}
     saved: Path | None = None
     completed = False
 
