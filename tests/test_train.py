@@ -264,3 +264,16 @@ def test_device_defaults_and_schedule():
     timed = replace(cfg, iterations=10**9, time_limit=10.0)
     assert learning_rate(timed, 50, 5.0) == pytest.approx(0.5, abs=1e-6)
     assert learning_rate(timed, 50, 10.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_device_resident_sampling_cuts_the_same_windows():
+    from unet_core.training.data import TileSampler
+
+    image, labels = disks((40, 50))
+    sl = prepare_pairs([TrainingPair(image, labels, np.ones((40, 50), bool))], TINY.model, TINY.weights, region_margin=0)
+    host = TileSampler(sl * 2, 30, 20, 5, 64)
+    resident = TileSampler(sl * 2, 30, 20, 5, 64, device="cpu")  # the accelerator path, on the CPU
+    a = host.sample(np.random.default_rng(3), 6)
+    b = resident.sample_tensors(np.random.default_rng(3), 6)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y.numpy())

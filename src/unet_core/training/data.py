@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from ..config import ModelConfig, WeightMapConfig
 from ..errors import InputError
@@ -312,7 +313,15 @@ class TileSampler:
         needs around the input tile.
     """
 
-    def __init__(self, slices: list[PreparedSlice], in_size: int, out_size: int, border: int, source: int) -> None:
+    def __init__(
+        self,
+        slices: list[PreparedSlice],
+        in_size: int,
+        out_size: int,
+        border: int,
+        source: int,
+        device: torch.device | str | None = None,
+    ) -> None:
         self.slices = slices
         self.set_sizes(in_size, out_size, border, source)
         self.candidates = [np.flatnonzero(s.weight > 0) for s in slices]
@@ -322,6 +331,22 @@ class TileSampler:
         if counts.sum() == 0:
             raise InputError("no annotated pixels left for training; paint more objects or lower val_fraction")
         self.p = counts / counts.sum()
+        self.device = None if device is None else torch.device(device)
+        self._pad = 0
+        self._resident: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        if self.device is not None:
+            # whole slices live on the device, padded once (mirror / zero) by the largest window
+            # reach, so a tile is a plain slice of device memory: no per-step host copies
+            self._pad = source + out_size
+            for sl, tgt in zip(slices, self.targets):
+                mode = "reflect" if min(sl.image.shape[-2:]) > 1 else "edge"
+                pad2 = ((self._pad, self._pad), (self._pad, self._pad))
+                img = np.pad(sl.image, ((0, 0), *pad2), mode=mode)
+                self._resident.append((
+                    torch.from_numpy(img).to(self.device),
+                    torch.from_numpy(np.pad(tgt, pad2)).to(self.device),
+                    torch.from_numpy(np.pad(sl.weight, pad2)).to(self.device),
+                ))
 
     def set_sizes(self, in_size: int, out_size: int, border: int, source: int) -> None:
         """Change the tile geometry (e.g. after an out-of-memory retry)."""
@@ -339,6 +364,33 @@ class TileSampler:
         window the central ``out_size`` window.
         """
         xs, ys, ws = [], [], []
+        for i, y0, x0 in self._windows(rng, n):
+            sl = self.slices[i]
+            xs.append(crop_mirror(sl.image, y0, x0, self.source))
+            ys.append(crop_zero(self.targets[i], y0, x0, self.source))
+            ws.append(crop_zero(sl.weight, y0, x0, self.source))
+        return np.stack(xs), np.stack(ys), np.stack(ws)
+
+    def sample_tensors(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`sample` (same windows for the same ``rng`` state), as tensors on the device.
+
+        With a ``device`` the windows are cut from device-resident padded slices; otherwise the
+        numpy windows are converted.
+        """
+        if self.device is None:
+            return tuple(torch.from_numpy(a) for a in self.sample(rng, n))  # type: ignore[return-value]
+        xs, ys, ws = [], [], []
+        s, p = self.source, self._pad
+        for i, y0, x0 in self._windows(rng, n):
+            img, tgt, wt = self._resident[i]
+            xs.append(img[:, y0 + p : y0 + p + s, x0 + p : x0 + p + s])
+            ys.append(tgt[y0 + p : y0 + p + s, x0 + p : x0 + p + s])
+            ws.append(wt[y0 + p : y0 + p + s, x0 + p : x0 + p + s])
+        return torch.stack(xs), torch.stack(ys), torch.stack(ws)
+
+    def _windows(self, rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
+        """(slice index, window top, window left) of ``n`` random source windows."""
+        out = []
         pad = (self.source - self.out_size) // 2
         for _ in range(n):
             i = int(rng.choice(len(self.slices), p=self.p))
@@ -348,10 +400,8 @@ class TileSampler:
             j = self.out_size // 4
             y0 = cy - self.out_size // 2 + int(rng.integers(-j, j + 1)) - pad
             x0 = cx - self.out_size // 2 + int(rng.integers(-j, j + 1)) - pad
-            xs.append(crop_mirror(sl.image, y0, x0, self.source))
-            ys.append(crop_zero(self.targets[i], y0, x0, self.source))
-            ws.append(crop_zero(sl.weight, y0, x0, self.source))
-        return np.stack(xs), np.stack(ys), np.stack(ws)
+            out.append((i, y0, x0))
+        return out
 
 
 def sample_tile(

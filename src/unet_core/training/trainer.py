@@ -276,7 +276,9 @@ def train(
         return in_size, out_size, src
 
     in_size, out_size, src = geometry(tile)
-    sampler = TileSampler(train_slices, in_size, out_size, model.border, src)
+    # on accelerators the slices stay on the device (no host copies per step); on the CPU the
+    # windows are cut with numpy (no padded copies of every slice in memory)
+    sampler = TileSampler(train_slices, in_size, out_size, model.border, src, device=None if dev.type == "cpu" else dev)
     border = model.border
     best_file = best_path(output) if output is not None and val else None
     clock = _Clock(config.time_clock, elapsed0)
@@ -345,10 +347,8 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
             try:
-                xs, ys, ws = sampler.sample(rng, batch_size)
-                x = torch.from_numpy(xs).to(dev, non_blocking=True)
-                y = torch.from_numpy(ys).to(dev, non_blocking=True)
-                w = torch.from_numpy(ws).to(dev, non_blocking=True)
+                x, y, w = sampler.sample_tensors(rng, batch_size)
+                x, y, w = x.to(dev), y.to(dev), w.to(dev)
                 if augmenter is not None:
                     x, y, w = augmenter(x, y, w, in_size=in_size, border=border)
                 else:
