@@ -160,7 +160,7 @@ def isbi_scores(prob_fg: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def isbi(budget: float, seed: int, root: Path) -> dict:
+def isbi(budget: float, seed: int, root: Path, random_forest: bool = True) -> dict:
     import tifffile
     from scipy import ndimage as ndi
 
@@ -191,6 +191,9 @@ def isbi(budget: float, seed: int, root: Path) -> dict:
     }
 
     print(json.dumps({"unet": out["unet"]}), flush=True)
+    out["trivial_all_interior"] = isbi_scores(np.ones(lab[test_idx].shape), lab[test_idx])
+    if not random_forest:
+        return out
 
     # random forest on filter features, same annotations
     from sklearn.ensemble import RandomForestClassifier
@@ -211,7 +214,6 @@ def isbi(budget: float, seed: int, root: Path) -> dict:
         **isbi_scores(p, lab[test_idx]), "features": int(feats.shape[-1]), "train_pixels": 200_000,
         "cpu_s_features_and_fit": round(rf_train, 1), "cpu_s_predict": round(rf_pred, 1),
     }
-    out["trivial_all_interior"] = isbi_scores(np.ones(lab[test_idx].shape), lab[test_idx])
     return out
 
 
@@ -223,6 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--isbi", default=os.environ.get("NAPARI_UNET_ISBI", str(ROOT.parent / "shared/data/isbi2012")))
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--no-rf", action="store_true", help="isbi: skip the random-forest baseline")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     w0 = time.perf_counter()
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
         if not (root / "train-volume.tif").is_file():
             print(f"ISBI 2012 data not found in {root}; pass --isbi DIR or set NAPARI_UNET_ISBI", file=sys.stderr)
             return 2
-        res = isbi(args.budget, args.seed, root)
+        res = isbi(args.budget, args.seed, root, random_forest=not args.no_rf)
     res["threads"] = torch.get_num_threads()
     res["wall_s"] = round(time.perf_counter() - w0, 1)
     print(json.dumps(res, indent=2))
