@@ -157,6 +157,8 @@ def test_validation_split_by_slices_or_spatially():
     many = one * 5
     tr, va = split_validation(many, 0.2, seed=0)
     assert len(tr) == 4 and len(va) == 1
+    tr, va = split_validation(one * 2, 0.2, seed=0)  # too few slices to spare one: strips
+    assert len(tr) == len(va) == 2 and all(v.name.endswith("(validation part)") for v in va)
     assert split_validation(one, 0.0, seed=0) == (one, [])
 
 

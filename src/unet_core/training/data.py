@@ -256,10 +256,11 @@ def split_validation(
 ) -> tuple[list[PreparedSlice], list[PreparedSlice]]:
     """Hold out part of the annotations for validation.
 
-    With two or more annotated slices, ``round(fraction * n)`` of them (at least 1, leaving at
-    least 1 for training) are held out, chosen by ``seed``. With a single slice, the last
-    ``fraction`` of its annotated region's bounding box along the longer axis is held out and
-    zero-weighted for training (skipped when that strip would be under 16 pixels).
+    When ``round(fraction * n)`` of the ``n`` annotated slices is at least 1, that many whole
+    slices are held out (chosen by ``seed``, leaving at least one for training). Otherwise (few
+    slices, e.g. a single annotated image) each slice's annotated region is split spatially: the
+    last ``fraction`` of its bounding box along the longer axis is held out and zero-weighted for
+    training (not for slices where that strip would be under 16 pixels).
 
     Returns
     -------
@@ -267,32 +268,45 @@ def split_validation(
     """
     if fraction <= 0:
         return slices, []
-    if len(slices) >= 2:
-        n_val = min(len(slices) - 1, max(1, int(round(fraction * len(slices)))))
+    n_val = int(round(fraction * len(slices)))
+    if n_val >= 1 and len(slices) >= 2:
+        n_val = min(len(slices) - 1, n_val)
         order = np.random.default_rng(seed).permutation(len(slices))
         val_idx = set(order[:n_val].tolist())
         return (
             [s for i, s in enumerate(slices) if i not in val_idx],
             [s for i, s in enumerate(slices) if i in val_idx],
         )
-    (sl,) = slices
+    train: list[PreparedSlice] = []
+    val: list[PreparedSlice] = []
+    for sl in slices:
+        parts = _split_spatially(sl, fraction)
+        if parts is None:
+            train.append(sl)
+        else:
+            train.append(parts[0])
+            val.append(parts[1])
+    if not val:
+        log.info("annotated regions too small to hold out validation strips; training without validation")
+    return train, val
+
+
+def _split_spatially(sl: PreparedSlice, fraction: float) -> tuple[PreparedSlice, PreparedSlice] | None:
     ys, xs = np.nonzero(sl.region)
     extent = [(int(ys.min()), int(ys.max()) + 1), (int(xs.min()), int(xs.max()) + 1)]
     axis = 0 if extent[0][1] - extent[0][0] >= extent[1][1] - extent[1][0] else 1
     lo, hi = extent[axis]
     n_val = int(round(fraction * (hi - lo)))
     if n_val < 16:
-        log.info("annotated region too small to hold out a validation strip; training without validation")
-        return slices, []
-    cut = hi - n_val
+        return None
     val_region = np.zeros(sl.region.shape, bool)
     idx = [slice(None), slice(None)]
-    idx[axis] = slice(cut, None)
+    idx[axis] = slice(hi - n_val, None)
     val_region[tuple(idx)] = True
     train = sl.with_region(~val_region, "")
     if not (train.weight > 0).any():
-        return slices, []
-    return [train], [sl.with_region(val_region, " (validation part)")]
+        return None
+    return train, sl.with_region(val_region, " (validation part)")
 
 
 class TileSampler:
