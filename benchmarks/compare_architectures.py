@@ -101,10 +101,11 @@ def _cache_prepared_pairs() -> None:
     original = trainer.prepare_pairs
     cache: dict = {}
 
-    def cached(pairs, model_config, weights, *, region_margin):
-        key = (tuple(id(p) for p in pairs), model_config.in_channels, model_config.normalization, weights, region_margin)
+    def cached(pairs, model_config, weights, **kwargs):
+        key = (tuple(id(p) for p in pairs), model_config.in_channels, model_config.normalization, weights,
+               tuple(sorted(kwargs.items())))
         if key not in cache:
-            cache[key] = original(pairs, model_config, weights, region_margin=region_margin)
+            cache[key] = original(pairs, model_config, weights, **kwargs)
         return cache[key]
 
     trainer.prepare_pairs = cached
