@@ -36,10 +36,14 @@ test: $(STAMP_TEST)
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check src napari_unet tests benchmarks
 
+# Benchmarks print tables (ratios against a baseline measured in the same run); several use the
+# ISBI 2012 data in ../shared/data/isbi2012 when present. Not part of the test suite.
 bench: $(STAMP_TEST)
-	$(PY) benchmarks/bench_predict.py
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) benchmarks/bench_weights.py
+	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_losses_metrics.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info .pytest_cache
