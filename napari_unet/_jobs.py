@@ -46,10 +46,23 @@ class JobOutcome:
         return self.error is None
 
 
+#: torch threads for background jobs; None = ``$NAPARI_UNET_WORKER_THREADS`` or all cores but one
+WORKER_THREADS: int | None = None
+
+
 def worker_threads() -> int:
-    """Torch threads for a background job: all cores but one, which stays with the viewer."""
+    """Torch threads for a background job: all cores but one, which stays with the viewer.
+
+    torch's intra-op threads otherwise take every core, and the GUI thread then waits for a
+    core at every event (measured in ``benchmarks/bench_responsiveness.py``).
+    """
     import os
 
+    if WORKER_THREADS:
+        return int(WORKER_THREADS)
+    env = os.environ.get("NAPARI_UNET_WORKER_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, (os.cpu_count() or 2) - 1)
 
 

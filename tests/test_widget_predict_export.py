@@ -89,6 +89,7 @@ def test_current_slice_of_stack(make_napari_viewer, qtbot, cpu_only, project_hom
 
 def test_npe2_writer_through_napari_save(make_napari_viewer, tmp_path):
     import napari
+
     from unet_core.io import read_tiff
 
     viewer = make_napari_viewer()
