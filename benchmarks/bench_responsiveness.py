@@ -82,6 +82,16 @@ def run_main_thread(gen) -> None:
         QApplication.processEvents()
 
 
+class ProgressiveRows(list):
+    """The result rows, each also printed (to stderr) as soon as it is measured."""
+
+    def append(self, row) -> None:
+        job, where, s, wall = row
+        print(f"measured {job} / {where}: p50 {s['p50']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms, "
+              f"{wall:.1f} s", file=sys.stderr, flush=True)
+        super().append(row)
+
+
 class Measurement:
     """Run one job inside the real Qt event loop while the probe ticks.
 
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     probe = LatencyProbe()
     cores = os.cpu_count() or 1
     all_threads = torch.get_num_threads()
-    rows: list[tuple[str, str, dict, float]] = []
+    rows = ProgressiveRows()
 
     m = Measurement(probe)
     stats, wall = m.run(None, seconds=args.idle_seconds)
