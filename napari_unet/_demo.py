@@ -150,7 +150,9 @@ def run_headless_loop(out: Path, *, iterations: int = 150) -> dict[str, Path]:
     viewer.layers["nuclei labels"].visible = False
     viewer.layers["nuclei labels weights"].visible = False
     viewer.layers.selection.active = prediction
-    widgets["Train"][0].raise_()
+    for _ in range(3):  # a tab raised before the window has settled may not show: repeat
+        widgets["Train"][0].raise_()
+        QApplication.processEvents()
     viewer.reset_view()
     dismiss_notifications(viewer)
     QApplication.processEvents()

@@ -26,7 +26,10 @@ def shoot(viewer, widgets, tab: str, path: Path) -> None:
 
     from napari_unet._demo import dismiss_notifications
 
-    widgets[tab][0].raise_()
+    for _ in range(3):  # a tab raised before the window has settled may not show: repeat
+        widgets[tab][0].raise_()
+        QApplication.processEvents()
+    viewer.reset_view()
     dismiss_notifications(viewer)
     for _ in range(5):
         QApplication.processEvents()
