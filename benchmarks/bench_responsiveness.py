@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -66,8 +67,12 @@ class LatencyProbe:
 
     def stop(self) -> dict[str, float]:
         self.timer.stop()
-        a = np.asarray(self.late or [0.0]) * 1000
-        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()), "ticks": len(self.late)}
+        return self.summarize(self.late)
+
+    @staticmethod
+    def summarize(late: list[float]) -> dict[str, float]:
+        a = np.asarray(late or [0.0]) * 1000
+        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()), "ticks": len(late)}
 
 
 def run_main_thread(gen) -> None:
@@ -155,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048, help="edge of the predicted image")
     parser.add_argument("--idle-seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions (pooled)")
     args = parser.parse_args(argv)
 
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("_BENCH_XVFB"):
@@ -197,31 +203,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = ProgressiveRows()
 
     m = Measurement(probe)
-    stats, wall = m.run(None, seconds=args.idle_seconds)
-    rows.append(("idle", "-", stats, wall))
+    pooled: dict[tuple[str, str], list] = {}
 
-    # (a) training
+    def record(job: str, where: str, stats: dict, wall: float) -> None:
+        rows.append((job, where, stats, wall))
+        entry = pooled.setdefault((job, where), [[], []])
+        entry[0].extend(probe.late)
+        entry[1].append(wall)
+
+    # warm-up outside the measurement: lazy imports (scikit-image...), torch kernels, first layers
+    run_main_thread(train([TrainingPair(image, truth, name="warm-up")], replace(cfg, iterations=1)))
+    predict_main(model, big[:256, :256])
+    stats, wall = m.run(None, seconds=args.idle_seconds)
+    record("idle", "-", stats, wall)
+    load_before = os.getloadavg()
+
     def train_main():
         pairs = [TrainingPair(image, truth, name="nuclei")]
         run_main_thread(train(pairs, cfg, output=outdir / "main.pt"))
 
-    stats, wall = m.run(train_main)
-    rows.append(("train", "main thread", stats, wall))
-    for label, threads in (("worker", jobs.worker_threads()), ("worker, all threads", all_threads)):
-        jobs.WORKER_THREADS = threads
-        train_w.image_combo.setCurrentText("nuclei")
-        train_w.labels_combo.setCurrentText("nuclei labels")
-        train_w.train_form.set("iterations", args.train_steps)
-        train_w.train_form.set("device", "cpu")
-        target = outdir / f"worker-{threads}.pt"
-        target.unlink(missing_ok=True)
-        train_w.output_edit.setText(str(target))
-        stats, wall = m.run(train_w.start, train_w.runner)
-        rows.append(("train", f"{label} ({threads} torch thr.)", stats, wall))
-
-    # (b) prediction of a size^2 image
-    stats, wall = m.run(partial(predict_main, model, big))
-    rows.append((f"predict {args.size}²", "main thread", stats, wall))
     from napari_unet._registry import MODELS, ModelEntry
 
     MODELS.add(ModelEntry("bench", model))
@@ -229,19 +229,45 @@ def main(argv: list[str] | None = None) -> int:
     predict_w.model_combo.setCurrentText("this session: bench")
     predict_w.device_combo.setCurrentText("cpu")
     jobs.WORKER_THREADS = None
-    for label, threads in (("worker", jobs.worker_threads()), ("worker, all threads", all_threads)):
-        jobs.WORKER_THREADS = threads
-        stats, wall = m.run(predict_w.predict, predict_w.runner)
-        rows.append((f"predict {args.size}²", f"{label} ({threads} torch thr.)", stats, wall))
+    variants = (("worker", jobs.worker_threads()), ("worker, all threads", all_threads))
+    pjob = f"predict {args.size}²"
+    # rounds interleave the variants, so slow changes in the machine's load hit all of them
+    for _ in range(args.rounds):
+        # (a) training
+        stats, wall = m.run(train_main)
+        record("train", "main thread", stats, wall)
+        for label, threads in variants:
+            jobs.WORKER_THREADS = threads
+            train_w.image_combo.setCurrentText("nuclei")
+            train_w.labels_combo.setCurrentText("nuclei labels")
+            train_w.train_form.set("iterations", args.train_steps)
+            train_w.train_form.set("device", "cpu")
+            target = outdir / f"worker-{threads}.pt"
+            target.unlink(missing_ok=True)
+            train_w.output_edit.setText(str(target))
+            stats, wall = m.run(train_w.start, train_w.runner)
+            record("train", f"{label} ({threads} torch thr.)", stats, wall)
+        # (b) prediction of a size^2 image
+        stats, wall = m.run(partial(predict_main, model, big))
+        record(pjob, "main thread", stats, wall)
+        for label, threads in variants:
+            jobs.WORKER_THREADS = threads
+            stats, wall = m.run(predict_w.predict, predict_w.runner)
+            record(pjob, f"{label} ({threads} torch thr.)", stats, wall)
     jobs.WORKER_THREADS = None
+    load_after = os.getloadavg()
+    rows = [(job, where, LatencyProbe.summarize(late), float(np.median(walls))) for (job, where), (late, walls) in pooled.items()]
 
     print()
     print(f"Event-loop lateness of a {TICK_MS} ms QTimer in a real napari {napari.__version__} viewer "
           f"(Xvfb), torch {torch.__version__}, {cores} CPU core(s), default TrainConfig model "
           f"(depth {cfg.model.depth}, {cfg.model.base_channels} base channels), CPU.")
     print("Every row includes the whole job: predict rows tile prediction + post-processing to instances.")
+    print(f"{args.rounds} interleaved round(s), lateness pooled, wall = median. Load average (1 min) "
+          f"before {load_before[0]:.1f}, after {load_after[0]:.1f} on {cores} cores: other processes "
+          "shared the CPU" if max(load_before[0], load_after[0]) > cores else "")
     print()
-    print("| job | where | p50 ms | p99 ms | max ms | ticks | wall s | p99 vs main |")
+    print("| job | where | p50 ms | p99 ms | max ms | ticks | median wall s | p99 vs main |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     base = {}
     for job, where, s, wall in rows:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,7 @@ def drive(
             except StopIteration as done:
                 return JobOutcome(done.value)
             yield item
+            time.sleep(0)  # hand the GIL to the GUI thread between steps
     except Exception as exc:  # reported to the user as a notification by JobRunner
         log.debug("job failed", exc_info=True)
         if gen is not None:
