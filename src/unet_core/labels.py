@@ -33,23 +33,34 @@ def as_instance_labels(labels: np.ndarray, *, name: str = "labels") -> np.ndarra
         Instance ids. A binary mask is split into objects by connectivity (8-/26-connected
         per slice for 2D, full-connectivity in 3D), with a :class:`BinaryLabelsWarning`.
 
+    Float arrays holding whole numbers (as some tools export labels) are accepted and converted.
+
     Raises
     ------
     InputError
-        Float with non-integer values, negative ids, empty arrays.
+        Float with non-integer (or non-finite, or beyond 2**53) values, negative ids, non-numeric
+        dtypes (complex, strings, objects), empty arrays.
     """
     labels = np.asarray(labels)
     if labels.size == 0:
         raise InputError(f"{name} is empty; paint or load labels first")
     if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise InputError(
-                f"{name} has non-integer values (dtype {labels.dtype}); instance labels must be "
-                "integer ids (0 = background) - convert or re-export them as integers"
-            )
-        labels = labels.astype(np.int64)
+        whole = bool(np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)))
+        hint = (
+            "convert them to integers first (numpy: labels.astype(np.uint32); Fiji: Image > Type > "
+            "16-bit) and save them as integer TIFF"
+            if whole
+            else "they have non-integer values, so they are not label ids; paint or export integer labels"
+        )
+        raise InputError(
+            f"{name} has floating-point dtype {labels.dtype}; instance labels must be integer ids "
+            f"(0 = background): {hint}"
+        )
     elif labels.dtype.kind not in "biu":
-        raise InputError(f"{name} has dtype {labels.dtype}; expected integer instance ids")
+        raise InputError(
+            f"{name} has dtype {labels.dtype}; expected integer instance ids (0 = background) - "
+            "load or convert the labels as an integer image"
+        )
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{name} has negative ids; use 0 for background and positive ids for objects")
     if labels.dtype == np.bool_ or _is_binary(labels):
