@@ -14,6 +14,7 @@ import math
 import re
 import typing
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -28,6 +29,10 @@ from qtpy.QtWidgets import (
 
 #: choices of string options: field name -> callable returning the allowed values
 CHOICES: dict[str, Callable[[], Sequence[str]]] = {}
+
+
+def _fixed(*values: str) -> Callable[[], list[str]]:
+    return partial(list, values)
 
 
 def _architectures() -> list[str]:
@@ -53,12 +58,12 @@ def _devices() -> list[str]:
 CHOICES.update(
     {
         "arch": _architectures,
-        "padding": lambda: ["valid", "same"],
-        "up_mode": lambda: ["transpose", "bilinear"],
-        "optimizer": lambda: ["adam", "sgd"],
+        "padding": _fixed("valid", "same"),
+        "up_mode": _fixed("transpose", "bilinear"),
+        "optimizer": _fixed("adam", "sgd"),
         "loss": _losses,
         "device": _devices,
-        "mode": lambda: ["percentile", "minmax", "none"],
+        "mode": _fixed("percentile", "minmax", "none"),
     }
 )
 
