@@ -28,6 +28,11 @@ def test_create_layers_matches_image(make_napari_viewer, project_home):  # noqa:
     labels.data[5:10, 5:10] = 3
     assert widget.new_object() == 4
     assert labels.selected_label == 4
+    # the "new object" shortcut is bound on the labels layer
+    labels.data[30:33, 30:33] = 9
+    (handler,) = [f for key, f in labels.keymap.items() if str(key) == "N"]
+    handler(labels)
+    assert labels.selected_label == 10
 
 
 def test_rgb_image_gets_2d_labels(make_napari_viewer, project_home):  # noqa: F811
