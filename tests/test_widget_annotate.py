@@ -46,7 +46,7 @@ def test_rgb_image_gets_2d_labels(make_napari_viewer, project_home):  # noqa: F8
 def test_autosave_only_when_changed_and_restore(make_napari_viewer, project_home, qtbot):  # noqa: F811
     from unet_core.io import read_tiff
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     image, _ = add_sample(viewer)
     widget = open_widget(viewer, "Annotate")
     widget.interval_spin.setValue(2)
@@ -68,3 +68,9 @@ def test_autosave_only_when_changed_and_restore(make_napari_viewer, project_home
     restored = widget.restore()
     assert restored.name == "nuclei labels" and restored.data[20, 20] == 7
     np.testing.assert_allclose(restored.scale, image2.scale)
+    # closing the widget (or napari) saves pending changes at once, without waiting for the timer
+    widget.interval_spin.setValue(3600)
+    restored.paint((40, 40), 8, refresh=True)
+    widget.hide()
+    saved, _ = read_tiff(folder / "labels.tif")
+    assert saved[40, 40] == 8 and saved[20, 20] == 7
