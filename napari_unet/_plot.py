@@ -75,6 +75,11 @@ class TrainingPlot(FigureCanvasQTAgg):
             target.plot(x, y, "o-", ms=3, lw=1, label=f"val {name}")
         if any(min(y) > 0 for _, y in self.curves.train.values() if y):
             ax.set_yscale("log")
+        if not self.curves.val:
+            av.text(0.5, 0.5, "no validation yet", ha="center", va="center", fontsize=8, color="0.4",
+                    transform=av.transAxes)
+            av.set_xticks([])
+            av.set_yticks([])
         ax.set_title("loss", fontsize=8)
         av.set_title("validation", fontsize=8)
         for a in (ax, av):
