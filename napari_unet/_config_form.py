@@ -64,6 +64,8 @@ CHOICES.update(
         "loss": _losses,
         "device": _devices,
         "mode": _fixed("percentile", "minmax", "none"),
+        "schedule": _fixed("cosine", "constant"),
+        "time_clock": _fixed("wall", "process"),
     }
 )
 
@@ -97,6 +99,15 @@ def _is_optional_number(tp: Any) -> bool:
     return type(None) in args and any(a in (int, float) for a in args)
 
 
+def _is_optional_bool(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return type(None) in args and bool in args
+
+
+#: texts of an optional bool (None = let the engine decide)
+TRISTATE = {"auto": None, "on": True, "off": False}
+
+
 class ConfigForm(QWidget):
     """Editors for the simple fields of a config dataclass instance.
 
@@ -125,6 +136,7 @@ class ConfigForm(QWidget):
         self._config = config
         self._types = typing.get_type_hints(type(config))
         docs = field_docs(type(config))
+        self._docs = docs
         names = [f.name for f in dataclasses.fields(config)]
         if fields is not None:
             names = [n for n in fields if n in names]
@@ -148,16 +160,25 @@ class ConfigForm(QWidget):
         tp = self._types.get(name)
         if dataclasses.is_dataclass(value) or isinstance(value, tuple | list | dict):
             return None
-        if isinstance(value, bool):
+        if isinstance(value, bool) and not _is_optional_bool(tp):
             box = QCheckBox()
             box.setChecked(value)
             return box
+        if _is_optional_bool(tp):
+            combo = QComboBox()
+            combo.addItems(list(TRISTATE))
+            combo.setCurrentText(next(k for k, v in TRISTATE.items() if v is value))
+            return combo
         if _is_optional_number(tp):
-            spin = QDoubleSpinBox()
-            spin.setRange(0.0, 1e9)
-            spin.setDecimals(1)
-            spin.setSpecialValueText("none")
-            spin.setValue(0.0 if value is None else float(value))
+            doc = self._docs.get(name, "").lower()
+            integer = int in typing.get_args(tp) and float not in typing.get_args(tp)
+            spin = QSpinBox() if integer else QDoubleSpinBox()
+            spin.setRange(0, 2**31 - 1) if integer else spin.setRange(0.0, 1e9)
+            if not integer:
+                spin.setDecimals(1)
+            # the minimum means None: "auto" where the engine then chooses, else "none"
+            spin.setSpecialValueText("auto" if ("auto" in doc or "per device" in doc) else "none")
+            spin.setValue(0 if value is None else value)
             return spin
         if isinstance(value, int):
             spin = QSpinBox()
@@ -194,6 +215,8 @@ class ConfigForm(QWidget):
         if isinstance(editor, QCheckBox):
             return editor.isChecked()
         if isinstance(editor, QComboBox):
+            if _is_optional_bool(tp):
+                return TRISTATE[editor.currentText()]
             return editor.currentText()
         if isinstance(editor, QLineEdit):
             return editor.text()
@@ -201,7 +224,7 @@ class ConfigForm(QWidget):
             v = editor.value()
             if v <= editor.minimum():
                 return None
-            return int(v) if int in typing.get_args(tp) and float not in typing.get_args(tp) else float(v)
+            return int(v) if isinstance(editor, QSpinBox) else float(v)
         value = editor.value()
         return int(value) if isinstance(editor, QSpinBox) else float(value)
 
@@ -210,6 +233,8 @@ class ConfigForm(QWidget):
         editor = self.editors[name]
         if isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
+        elif isinstance(editor, QComboBox) and _is_optional_bool(self._types.get(name)):
+            editor.setCurrentText(next(k for k, v in TRISTATE.items() if v is value))
         elif isinstance(editor, QComboBox):
             if editor.findText(str(value)) < 0:
                 editor.addItem(str(value))

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
 #: metrics that are not worth a curve
-_SKIP = {"lr", "epoch"}
+_SKIP = {"lr", "epoch", "best_step", "step", "batch_size", "tile_size"}
 
 
 @dataclass
@@ -72,7 +72,8 @@ class TrainingPlot(FigureCanvasQTAgg):
             ax.plot(x, y, lw=1, label=name)
         for name, (x, y) in self.curves.val.items():
             target = ax if "loss" in name else av
-            target.plot(x, y, "o-", ms=3, lw=1, label=f"val {name}")
+            short = name.removeprefix("val_")
+            target.plot(x, y, "o-", ms=3, lw=1, label=f"val {short}")
         if any(min(y) > 0 for _, y in self.curves.train.values() if y):
             ax.set_yscale("log")
         if not self.curves.val:

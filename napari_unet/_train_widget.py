@@ -10,6 +10,7 @@ so the engine saves a clean checkpoint). The model is registered for the Predict
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, replace
 from functools import partial
@@ -128,12 +129,26 @@ class TrainWidget(QWidget):
         model_layout.addRow(self.model_form)
 
         # hyperparameters, straight from TrainConfig
-        self.train_form = ConfigForm(defaults, exclude=("model", "weights"))
+        nested = [f.name for f in dataclasses.fields(defaults) if dataclasses.is_dataclass(getattr(defaults, f.name))]
+        self.train_form = ConfigForm(defaults, exclude=nested)
         self.weights_form = ConfigForm(defaults.weights)
         train_box = QGroupBox("Training")
         QVBoxLayout(train_box).addWidget(self.train_form)
         weights_box = QGroupBox("Weight map")
         QVBoxLayout(weights_box).addWidget(self.weights_form)
+        # further option groups of TrainConfig (e.g. augmentation) get their own form
+        self.extra_forms: dict[str, ConfigForm] = {}
+        extra_boxes = []
+        for name in nested:
+            if name in ("model", "weights"):
+                continue
+            form = ConfigForm(getattr(defaults, name))
+            if not form.editors:
+                continue
+            self.extra_forms[name] = form
+            box = QGroupBox(name.replace("_", " ").capitalize())
+            QVBoxLayout(box).addWidget(form)
+            extra_boxes.append(box)
 
         # output and controls
         self.output_edit = QLineEdit()
@@ -156,7 +171,7 @@ class TrainWidget(QWidget):
 
         inner = QWidget()
         inner_layout = QVBoxLayout(inner)
-        for w in (data_box, model_box, train_box, weights_box):
+        for w in (data_box, model_box, train_box, weights_box, *extra_boxes):
             inner_layout.addWidget(w)
         inner_layout.addStretch(1)
         scroll = QScrollArea()
@@ -317,7 +332,8 @@ class TrainWidget(QWidget):
             first = pairs[0]
             channels = 1 if first.channel_axis is None else int(np.asarray(first.image).shape[first.channel_axis])
             model = replace(model, in_channels=channels)
-        return self.train_form.value(replace(defaults, model=model, weights=self.weights_form.value()))
+        groups = {name: form.value() for name, form in self.extra_forms.items()}
+        return self.train_form.value(replace(defaults, model=model, weights=self.weights_form.value(), **groups))
 
     # -- running ---------------------------------------------------------------------------------
     def confirm_overwrite(self, path: Path) -> bool:
@@ -370,6 +386,11 @@ class TrainWidget(QWidget):
             self.runner.stop()
 
     def _on_progress(self, record) -> None:
+        if record.stage == "warning":  # e.g. the engine halved the batch after running out of memory
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Training: {record.message}")
+            return
         self.plot.add_record(record)
 
     def _on_finished(self, outcome: JobOutcome) -> None:
