@@ -284,7 +284,12 @@ class AnnotateWidget(QWidget):
             session.region_dirty = True
 
     def _on_layer_inserted(self, event) -> None:
-        layer = event.value
+        try:
+            self._handle_inserted(event.value)
+        except RuntimeError:  # this widget was closed (its Qt object deleted): stop listening
+            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+
+    def _handle_inserted(self, layer) -> None:
         if isinstance(layer, napari.layers.Image):
             self.check_restore(layer.name, notify=True)
         elif isinstance(layer, napari.layers.Labels) and layer.name.endswith(LABELS_SUFFIX):
@@ -299,7 +304,10 @@ class AnnotateWidget(QWidget):
         session = self._session_of_layer(event.value)
         if session is None:
             return
-        self.save_session(session)
+        try:
+            self.save_session(session)
+        except RuntimeError:  # this widget was closed: its last save happened on hide
+            self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         if session.labels is event.value:
             session.labels = None
         if session.region is event.value:

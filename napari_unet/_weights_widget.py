@@ -101,8 +101,12 @@ class WeightsWidget(QWidget):
             layer.events.data.connect(self._on_labels_edited)
 
     def _on_labels_edited(self, event=None) -> None:
-        if self.live_check.isChecked() and self.weights_layer() is not None:
-            self.debounce.start()  # restarts: one computation after the last edit
+        try:
+            if self.live_check.isChecked() and self.weights_layer() is not None:
+                self.debounce.start()  # restarts: one computation after the last edit
+        except RuntimeError:  # this widget was closed (its Qt object deleted): stop listening
+            event.source.events.paint.disconnect(self._on_labels_edited)
+            event.source.events.data.disconnect(self._on_labels_edited)
 
     def _on_debounced(self) -> None:
         self.compute(live=True)
