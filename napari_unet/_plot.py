@@ -1,4 +1,9 @@
-"""A small live matplotlib plot of training loss and validation metrics for the Train widget."""
+"""A small live matplotlib plot of training loss and validation metrics for the Train widget.
+
+Drawing costs the GUI thread time, so the plot redraws at most every ``min_interval`` seconds
+and only moves existing lines (``set_data``) with fixed margins: no layout pass, no new artists
+except when a new series appears.
+"""
 
 from __future__ import annotations
 
@@ -28,25 +33,38 @@ class Curves:
 class TrainingPlot(FigureCanvasQTAgg):
     """Loss (left, log scale) and validation metrics (right) against the training step.
 
-    Redraws at most every ``min_interval`` seconds while training, so plotting never costs the
-    viewer its responsiveness; :meth:`flush` draws the final state.
+    :meth:`flush` draws the final state at once.
     """
 
-    def __init__(self, min_interval: float = 0.5):
-        fig = Figure(figsize=(4.0, 2.2), dpi=90, tight_layout=True)
+    def __init__(self, min_interval: float = 2.0):
+        fig = Figure(figsize=(4.0, 2.2), dpi=90)
+        fig.subplots_adjust(left=0.14, right=0.98, bottom=0.2, top=0.88, wspace=0.35)
         super().__init__(fig)
         self.ax_loss = fig.add_subplot(1, 2, 1)
         self.ax_val = fig.add_subplot(1, 2, 2)
         self.min_interval = min_interval
         self.curves = Curves()
+        self._lines: dict[tuple[str, str], object] = {}
         self._last_draw = 0.0
+        self._empty_note = None
         self.setMinimumHeight(180)
         self.clear()
 
     def clear(self) -> None:
         """Forget all curves (a new run starts)."""
         self.curves = Curves()
-        self._redraw()
+        self._lines = {}
+        for ax, title in ((self.ax_loss, "loss"), (self.ax_val, "validation")):
+            ax.clear()
+            ax.set_title(title, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("step", fontsize=7)
+        self._empty_note = self.ax_val.text(
+            0.5, 0.5, "no validation yet", ha="center", va="center", fontsize=8, color="0.4",
+            transform=self.ax_val.transAxes,
+        )
+        self._last_draw = time.perf_counter()
+        self.draw_idle()
 
     def add_record(self, record) -> None:
         """Add the metrics of one :class:`~unet_core.progress.Progress` record."""
@@ -55,37 +73,39 @@ class TrainingPlot(FigureCanvasQTAgg):
             if name in _SKIP or isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             self.curves.add(kind, name, int(record.step), float(value))
-        now = time.perf_counter()
-        if now - self._last_draw >= self.min_interval:
+        if kind == "val" or time.perf_counter() - self._last_draw >= self.min_interval:
             self._redraw()
 
     def flush(self) -> None:
         """Draw everything now."""
         self._redraw()
 
+    def _line(self, kind: str, name: str):
+        key = (kind, name)
+        line = self._lines.get(key)
+        if line is None:
+            if kind == "train":
+                (line,) = self.ax_loss.plot([], [], lw=1, label=name)
+                ax = self.ax_loss
+            else:
+                ax = self.ax_loss if "loss" in name else self.ax_val
+                (line,) = ax.plot([], [], "o-", ms=3, lw=1, label=f"val {name.removeprefix('val_')}")
+                if ax is self.ax_val and self._empty_note is not None:
+                    self._empty_note.remove()
+                    self._empty_note = None
+            ax.legend(fontsize=6, loc="best")
+            self._lines[key] = line
+        return line
+
     def _redraw(self) -> None:
         self._last_draw = time.perf_counter()
-        ax, av = self.ax_loss, self.ax_val
-        ax.clear()
-        av.clear()
-        for name, (x, y) in self.curves.train.items():
-            ax.plot(x, y, lw=1, label=name)
-        for name, (x, y) in self.curves.val.items():
-            target = ax if "loss" in name else av
-            short = name.removeprefix("val_")
-            target.plot(x, y, "o-", ms=3, lw=1, label=f"val {short}")
-        if any(min(y) > 0 for _, y in self.curves.train.values() if y):
-            ax.set_yscale("log")
-        if not self.curves.val:
-            av.text(0.5, 0.5, "no validation yet", ha="center", va="center", fontsize=8, color="0.4",
-                    transform=av.transAxes)
-            av.set_xticks([])
-            av.set_yticks([])
-        ax.set_title("loss", fontsize=8)
-        av.set_title("validation", fontsize=8)
-        for a in (ax, av):
-            a.tick_params(labelsize=7)
-            a.set_xlabel("step", fontsize=7)
-            if a.get_legend_handles_labels()[0]:
-                a.legend(fontsize=6, loc="best")
+        for kind, series in (("train", self.curves.train), ("val", self.curves.val)):
+            for name, (x, y) in series.items():
+                self._line(kind, name).set_data(x, y)
+        train_values = [v for _, y in self.curves.train.values() for v in y]
+        if train_values and min(train_values) > 0 and self.ax_loss.get_yscale() != "log":
+            self.ax_loss.set_yscale("log")
+        for ax in (self.ax_loss, self.ax_val):
+            ax.relim()
+            ax.autoscale_view()
         self.draw_idle()

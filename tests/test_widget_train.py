@@ -47,7 +47,7 @@ def test_train_in_worker_registers_model(make_napari_viewer, qtbot, cpu_only, pr
     assert widget.start()
     assert not widget.start_button.isEnabled() and widget.stop_button.isEnabled()
     outcome = wait_job(qtbot, widget.runner)
-    assert outcome.ok and not outcome.stopped
+    assert outcome.ok and not outcome.stopped, outcome.error
     assert widget.checkpoint.is_file() and str(widget.checkpoint) in widget.status.text()
     assert registry.latest().checkpoint == widget.checkpoint
     assert widget.plot.curves.train["loss"][0] == [1, 2, 3]
