@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 
+from ..errors import InputError
 from ._common import check_output, drain
 
 log = logging.getLogger(__name__)
@@ -22,13 +23,24 @@ def add_parser(sub) -> None:
     p.add_argument("image", help="image TIFF: (Y, X), (Z, Y, X) or with a channel axis")
     p.add_argument("-o", "--output", required=True, help="instance labels TIFF to write")
     p.add_argument("--probabilities", help="also write the foreground probability (float32 TIFF)")
-    p.add_argument("--channel-axis", type=int, default=None, help="axis of the image holding channels")
-    p.add_argument("--tile-size", type=int, default=None, help="output tile edge (default: automatic)")
+    p.add_argument(
+        "--channel-axis", type=int, default=None,
+        help="axis of the image holding channels (default: the TIFF's 'C' axis, if any)",
+    )
+    p.add_argument("--tile-size", type=int, default=None, help="output tile edge in pixels (default: from free memory)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: automatic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation (8 flips/rotations)")
+    p.add_argument(
+        "--tta", type=int, nargs="?", const=8, default=0, metavar="N",
+        help="test-time augmentation: average over N of the 8 flips/rotations (--tta alone: all 8)",
+    )
+    p.add_argument(
+        "--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+        help="mixed precision (default auto: bf16/fp16 on CUDA, off on the CPU)",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
     p.add_argument("--no-split", action="store_true", help="do not split touching objects (watershed)")
+    p.add_argument("--min-size", type=int, default=10, help="remove objects smaller than this many pixels (default 10)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
 
@@ -43,19 +55,32 @@ def run(args: argparse.Namespace) -> int:
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_checkpoint(args.model)
     image, meta = read_tiff(args.image)
+    channel_axis = args.channel_axis
+    if channel_axis is None and meta.axes and "C" in meta.axes.upper() and len(meta.axes) == image.ndim:
+        channel_axis = meta.axes.upper().index("C")
+    elif channel_axis is not None and not -image.ndim <= channel_axis < image.ndim:
+        raise InputError(f"--channel-axis {channel_axis} does not exist in an image of shape {image.shape}")
+    if image.ndim - (channel_axis is not None) not in (2, 3):
+        raise InputError(
+            f"the image has shape {image.shape}; expected (Y, X) or a stack (Z, Y, X), plus a "
+            "channel axis given with --channel-axis"
+        )
     probs = drain(
         iter_predict_tiled(
-            ckpt.model, image, channel_axis=args.channel_axis, tile_shape=args.tile_size,
+            ckpt.model, image, channel_axis=channel_axis, tile_shape=args.tile_size,
             batch_size=args.batch_size, device=args.device, tta=args.tta,
+            amp=None if args.amp == "off" else args.amp,
         )
     )
-    labels = probabilities_to_instances(probs, threshold=args.threshold, split_touching=not args.no_split)
+    labels = probabilities_to_instances(
+        probs, threshold=args.threshold, split_touching=not args.no_split, min_size=args.min_size
+    )
     axes = meta.axes
     sizes = meta.pixel_size
-    if args.channel_axis is not None:  # labels have no channel axis
-        ca = args.channel_axis % image.ndim
-        axes = axes[:ca] + axes[ca + 1 :]
-        sizes = None if sizes is None else sizes[:ca] + sizes[ca + 1 :]
+    if channel_axis is not None:  # labels have no channel axis
+        ca = channel_axis % image.ndim
+        axes = axes[:ca] + axes[ca + 1 :] if axes and len(axes) == image.ndim else axes
+        sizes = sizes[:ca] + sizes[ca + 1 :] if sizes is not None and len(sizes) == image.ndim else sizes
     write_tiff(out, labels.astype(labels_dtype(labels)), axes=axes, pixel_size=sizes, unit=meta.unit, overwrite=args.overwrite)
     print(f"wrote {out}: {int(labels.max())} objects, shape {labels.shape}")
     if prob_out is not None:

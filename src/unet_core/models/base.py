@@ -68,6 +68,13 @@ class SegmentationNet(nn.Module):
             hi += 1
         return (lo if lo >= 1 else None), hi
 
+    def nearest_valid_message(self, n: int) -> str:
+        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for input edge ``n``."""
+        lo, hi = self.nearest_valid_sizes(int(n))
+        if lo is None:
+            return f"the smallest valid size is {hi}"
+        return f"nearest valid sizes: {lo} and {hi}"
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`InputError` naming the nearest valid sizes for a wrong input shape."""
         if x.ndim != 4:
@@ -78,8 +85,7 @@ class SegmentationNet(nn.Module):
             )
         for n in x.shape[2:]:
             if not self.is_valid_input_size(int(n)):
-                lo, hi = self.nearest_valid_sizes(int(n))
                 raise InputError(
                     f"input size {int(n)} is not valid for this {self.config.padding!r} network; "
-                    f"nearest valid sizes: {lo} and {hi} (see valid_input_size())"
+                    f"{self.nearest_valid_message(int(n))} (see valid_input_size())"
                 )

@@ -62,19 +62,61 @@ class UNet(SegmentationNet):
     Parameters
     ----------
     config : ModelConfig, optional
-        Full configuration; keyword arguments override its fields (and build one when omitted),
-        e.g. ``UNet(in_channels=1, n_classes=2, depth=4, base_channels=64)``.
+        Full configuration; keyword arguments override its fields (and build one when omitted).
+    in_channels : int, default 1
+        Image channels read.
+    n_classes : int, default 2
+        Output classes (>= 2; class 0 is background).
+    depth : int, default 4 (paper)
+        Number of 2x2 max-poolings.
+    base_channels : int, default 64 (paper)
+        Feature channels of the first level, doubled at every level.
+    padding : {'valid', 'same'}, default 'valid' (paper)
+        Unpadded convolutions (output smaller than the input by ``2 * border``) or zero-padded.
+    batch_norm : bool, default False
+        Batch normalisation after every 3x3 convolution.
+    dropout : float, default 0.0
+        Dropout probability at the end of the contracting path (the bottleneck).
+    up_mode : {'transpose', 'bilinear'}, default 'transpose' (paper)
+        2x2 up-convolution, or bilinear upsampling + 1x1 convolution (no checkerboard artifacts).
+    **overrides
+        Any other :class:`ModelConfig` field (``normalization``, ``class_names``).
+
+    Examples
+    --------
+    >>> net = UNet(in_channels=1, n_classes=2)          # the paper's network
+    >>> net.border, net.valid_input_size(388), net.output_size(572)
+    (92, 572, 388)
 
     Shapes
     ------
     input : ``(N, in_channels, H, W)`` float32
     output : ``(N, n_classes, H - 2*border, W - 2*border)`` logits (same size when padded).
-    For 'valid' nets ``H`` and ``W`` must be valid sizes (:meth:`valid_input_size`); 'same' nets
-    accept any size (inputs are reflected up to a multiple of ``2**depth`` and cropped back).
+    For 'valid' nets ``H`` and ``W`` must be valid sizes (:meth:`valid_input_size`); an invalid
+    size raises :class:`InputError` naming the nearest valid sizes. 'same' nets accept any size
+    (inputs are reflected up to a multiple of ``2**depth`` and cropped back).
     """
 
-    def __init__(self, config: ModelConfig | None = None, **overrides) -> None:
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        *,
+        in_channels: int | None = None,
+        n_classes: int | None = None,
+        depth: int | None = None,
+        base_channels: int | None = None,
+        padding: str | None = None,
+        batch_norm: bool | None = None,
+        dropout: float | None = None,
+        up_mode: str | None = None,
+        **overrides,
+    ) -> None:
         super().__init__()
+        named = dict(
+            in_channels=in_channels, n_classes=n_classes, depth=depth, base_channels=base_channels,
+            padding=padding, batch_norm=batch_norm, dropout=dropout, up_mode=up_mode,
+        )
+        overrides.update({k: v for k, v in named.items() if v is not None})
         if config is None:
             config = ModelConfig(**overrides)
         elif overrides:
@@ -114,25 +156,46 @@ class UNet(SegmentationNet):
                     nn.init.zeros_(m.bias)
 
     # ---------------------------------------------------------------- geometry
-    def output_size(self, n: int) -> int:
-        """Output edge for input edge ``n``; raises :class:`InputError` when ``n`` is invalid."""
+    def _output_or_none(self, n: int) -> int | None:
+        """Output edge for input edge ``n``, or None when ``n`` is not a valid input size."""
+        if n < 1:
+            return None
         if self.config.padding == "same":
-            if n < 1:
-                raise InputError(f"input size must be >= 1, got {n}")
             return n
         s = n
         for _ in range(self.config.depth):
-            s -= 4
-            if s < 2 or s % 2:
-                raise InputError(f"input size {n} is not valid for this 'valid' U-Net")
+            s -= 4  # two unpadded 3x3 convolutions
+            if s < 2 or s % 2:  # 2x2 pooling needs an even size
+                return None
             s //= 2
         s -= 4
         if s < 1:
-            raise InputError(f"input size {n} is too small for this 'valid' U-Net")
+            return None
         for _ in range(self.config.depth):
-            s = 2 * s - 4
-        if s < 1:
-            raise InputError(f"input size {n} is too small for this 'valid' U-Net")
+            s = 2 * s - 4  # 2x2 up-convolution, two 3x3 convolutions
+        return s if s >= 1 else None
+
+    def is_valid_input_size(self, n: int) -> bool:
+        """Whether an input edge of ``n`` pixels is accepted."""
+        return self._output_or_none(int(n)) is not None
+
+    def output_size(self, n: int) -> int:
+        """Output edge for input edge ``n``.
+
+        Raises
+        ------
+        InputError
+            When ``n`` is not a valid input size; the message names the nearest valid sizes.
+        """
+        s = self._output_or_none(int(n))
+        if s is None:
+            if n < 1:
+                raise InputError(f"input size must be >= 1, got {n}")
+            raise InputError(
+                f"input size {n} is not valid for this 'valid' U-Net (depth {self.config.depth}); "
+                f"{self.nearest_valid_message(int(n))} (valid_input_size(k) gives the smallest "
+                "input for an output of k pixels)"
+            )
         return s
 
     # ---------------------------------------------------------------- forward

@@ -1,0 +1,383 @@
+"""Overlap-tile prediction: exactness, odd shapes, channels, stacks, TTA, OOM retry, cancellation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unet_core.config import ModelConfig, NormalizationConfig
+from unet_core.errors import InputError
+from unet_core.models.unet import UNet
+from unet_core.normalization import apply_normalization, normalization_stats, normalize
+from unet_core.tiling import (
+    DIHEDRAL,
+    choose_tile_shape,
+    iter_predict_tiled,
+    mirror_pad,
+    plan_tiles,
+    predict_tiled,
+    predict_whole,
+    reflect_index,
+    resolve_tta,
+)
+
+TOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the test machine is shared: one intra-op thread avoids oversubscription stalls
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _net(padding="valid", depth=2, base=4, in_channels=1, seed=0, **kw) -> UNet:
+    torch.manual_seed(seed)
+    return UNet(in_channels=in_channels, depth=depth, base_channels=base, padding=padding, **kw).eval()
+
+
+@pytest.fixture(scope="module")
+def valid_net():
+    return _net("valid")
+
+
+@pytest.fixture(scope="module")
+def same_net():
+    return _net("same")
+
+
+def _reference(net: UNet, image: np.ndarray) -> np.ndarray:
+    """One forward pass over the whole image padded with np.pad (independent of the tiler)."""
+    x = normalize(image, net.config.normalization)
+    h, w = x.shape
+    if net.border:
+        b = net.border
+        sy, sx = net.valid_input_size(h), net.valid_input_size(w)
+        x = np.pad(x, ((b, sy - h - b), (b, sx - w - b)), mode="reflect")
+        off = 0
+    else:
+        m = net.size_multiple
+        off = net.context + m
+        sy, sx = -(-(h + 2 * off) // m) * m, -(-(w + 2 * off) // m) * m
+        x = np.pad(x, ((off, sy - h - off), (off, sx - w - off)), mode="reflect")
+    with torch.inference_mode():
+        p = torch.softmax(net(torch.from_numpy(x)[None, None]), 1)[0].numpy()
+    return p[:, off : off + h, off : off + w]
+
+
+# ------------------------------------------------------------------------------ mirror extension
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_reflect_index_matches_np_pad(n):
+    a = np.arange(n) * 10
+    for before, after in [(0, 0), (1, 2), (7, 13), (40, 3)]:
+        idx = reflect_index(-before, n + after, n)
+        np.testing.assert_array_equal(a[idx], np.pad(a, (before, after), mode="reflect"))
+    img = np.arange(n * 3).reshape(n, 3)
+    np.testing.assert_array_equal(mirror_pad(img, ((9, 4), (5, 8))), np.pad(img, ((9, 4), (5, 8)), mode="reflect"))
+
+
+# ------------------------------------------------------------------------------ exactness
+def test_valid_tile_size_independent_and_equal_to_whole_pass(valid_net):
+    img = np.random.default_rng(1).integers(0, 4000, (61, 83)).astype(np.uint16)
+    ref = _reference(valid_net, img)
+    assert ref.shape == (2, 61, 83)
+    np.testing.assert_allclose(predict_whole(valid_net, img), ref, atol=TOL)
+    for tile in (1, 5, 16, (23, 40), 64, None):
+        got = predict_tiled(valid_net, img, tile_shape=tile, device="cpu")
+        assert got.shape == ref.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=TOL, err_msg=f"tile {tile}")
+    plan = plan_tiles(valid_net, (61, 83), (16, 16))
+    assert len(plan) > 4  # the small tile really was tiled
+    assert all(y % valid_net.size_multiple == -valid_net.border % valid_net.size_multiple for y, _ in plan.tiles)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 517), (1000, 37), (4097, 5), (5, 6)])
+def test_odd_shapes_and_images_smaller_than_the_border(shape):
+    net = _net("valid", depth=2, base=2)  # border 20: (1, 1) and (5, 6) are far smaller
+    img = np.random.default_rng(2).random(shape).astype(np.float32)
+    ref = _reference(net, img)
+    got = predict_tiled(net, img)
+    np.testing.assert_allclose(got, ref, atol=TOL)
+    got = predict_tiled(net, img, tile_shape=200)
+    np.testing.assert_allclose(got, ref, atol=TOL)
+    assert np.allclose(got.sum(0), 1, atol=1e-5)
+
+
+def test_same_net_blending_is_exact(same_net):
+    img = np.random.default_rng(3).random((70, 45)).astype(np.float32)
+    ref = _reference(same_net, img)
+    for tile in (4, 24, None):
+        got = predict_tiled(same_net, img, tile_shape=tile)
+        np.testing.assert_allclose(got, ref, atol=TOL, err_msg=f"tile {tile}")
+    plan = plan_tiles(same_net, (70, 45), (24, 24))
+    assert len(plan) > 1 and plan.window.min() == 0 and plan.window.max() == 1
+    w = plan.window[plan.window.shape[0] // 2]
+    assert np.all(np.diff(w[: len(w) // 2]) >= 0)  # smooth ramp up, then down
+
+
+# ------------------------------------------------------------------------------ inputs
+def test_channels(valid_net):
+    net = _net("valid", in_channels=3)
+    rng = np.random.default_rng(4)
+    cyx = rng.random((3, 30, 41)).astype(np.float32)
+    a = predict_tiled(net, cyx, channel_axis=0, tile_shape=16)
+    b = predict_tiled(net, np.moveaxis(cyx, 0, -1), channel_axis=-1)
+    np.testing.assert_allclose(a, b, atol=TOL)
+    assert a.shape == (2, 30, 41)
+    with pytest.raises(InputError, match="channel_axis"):
+        predict_tiled(net, cyx)
+    with pytest.raises(InputError, match="2 channel"):
+        predict_tiled(net, cyx[:2], channel_axis=0)
+    with pytest.raises(InputError, match="does not exist"):
+        predict_tiled(net, cyx, channel_axis=3)
+    with pytest.raises(InputError, match="1"):
+        predict_tiled(valid_net, cyx, channel_axis=0)
+
+
+def test_stacks_slice_by_slice(valid_net):
+    rng = np.random.default_rng(5)
+    zyx = rng.integers(0, 255, (3, 25, 30)).astype(np.uint8)
+    got = predict_tiled(valid_net, zyx, tile_shape=16)
+    assert got.shape == (3, 2, 25, 30)
+    for z in range(3):
+        np.testing.assert_allclose(got[z], _reference(valid_net, zyx[z]), atol=TOL)
+    net3 = _net("valid", in_channels=2)
+    zcyx = rng.random((2, 2, 20, 22)).astype(np.float32)
+    got = predict_tiled(net3, zcyx, channel_axis=1)
+    assert got.shape == (2, 2, 20, 22)
+    np.testing.assert_allclose(got[1], predict_tiled(net3, zcyx[1], channel_axis=0), atol=TOL)
+
+
+def test_any_dtype(valid_net):
+    base = np.random.default_rng(6).integers(0, 200, (20, 21))
+    ref = predict_tiled(valid_net, base.astype(np.float32))
+    for dt in (np.uint8, np.uint16, np.int32, np.int64, np.float64, np.float16):
+        np.testing.assert_allclose(predict_tiled(valid_net, base.astype(dt)), ref, atol=1e-4, err_msg=str(dt))
+    assert predict_tiled(valid_net, base > 100).shape == (2, 20, 21)
+
+
+def test_bad_inputs_give_clear_errors(valid_net):
+    img = np.ones((20, 20), np.float32)
+    for bad, match in [
+        (np.where(np.eye(20, dtype=bool), np.nan, img), "NaN"),
+        (np.where(np.eye(20, dtype=bool), np.inf, img), "infinite"),
+        (np.zeros((0, 20), np.float32), "empty"),
+        (np.zeros((20, 0, 3)), "empty"),
+        (np.ones(20), "2D"),
+        (np.ones((2, 2, 2, 2, 20, 20)), "expected"),
+        (np.full((20, 20), "a"), "numeric"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            predict_tiled(valid_net, bad)
+    with pytest.raises(InputError, match="NaN"):  # also without normalisation
+        predict_tiled(valid_net, np.full((5, 5), np.nan, np.float32), normalize_input=False)
+    with pytest.raises(InputError, match="not available"):
+        predict_tiled(valid_net, img, device="cuda:7")
+    with pytest.raises(InputError, match="tile_shape"):
+        predict_tiled(valid_net, img, tile_shape=0)
+
+
+def test_normalization_tilewise_equals_whole():
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 60000, (3, 40, 50)).astype(np.uint16)
+    for cfg in (NormalizationConfig(), NormalizationConfig(mode="minmax"), NormalizationConfig(mode="none")):
+        whole = normalize(img, cfg, channel_axis=0)
+        lo, sc = normalization_stats(img, cfg, channel_axis=0)
+        np.testing.assert_array_equal(apply_normalization(img[:, 5:20, 7:33], lo, sc), whole[:, 5:20, 7:33])
+    const = normalize(np.full((4, 4), 7, np.uint8), NormalizationConfig())
+    assert np.all(const == 0)
+    x = normalize(np.arange(1000, dtype=np.float32).reshape(10, 100), NormalizationConfig(low=0, high=100))
+    assert x.min() == 0 and x.max() == 1
+
+
+# ------------------------------------------------------------------------------ TTA
+def _symmetrise(net: UNet) -> UNet:
+    """Average every kernel over the 8 dihedral transforms.
+
+    Convolutions with dihedral-symmetric kernels, 2x2 max-pooling, ReLU, symmetric 2x2
+    up-convolutions and crop-and-concatenate all commute with flips and quarter turns (on valid
+    sizes, whose pooling windows tile the map exactly), so the whole net is equivariant: its
+    prediction of a flipped/rotated image is the flipped/rotated prediction, and TTA over the
+    dihedral group must return exactly the plain prediction.
+    """
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                w = m.weight
+                acc = torch.zeros_like(w)
+                for k, flip in DIHEDRAL:
+                    t = torch.rot90(w, k, dims=(-2, -1))
+                    acc += torch.flip(t, dims=(-1,)) if flip else t
+                w.copy_(acc / 8)
+    return net
+
+
+def test_tta_identity_on_symmetric_net():
+    net = _symmetrise(_net("valid", seed=8))
+    img = np.random.default_rng(8).random((37, 29)).astype(np.float32)
+    plain = predict_tiled(net, img, tile_shape=16)
+    np.testing.assert_allclose(predict_tiled(net, img, tile_shape=16, tta=True), plain, atol=TOL)
+    same = _symmetrise(_net("same", seed=9))
+    np.testing.assert_allclose(predict_tiled(same, img, tta=True), predict_tiled(same, img), atol=TOL)
+
+
+def test_tta_undoes_each_transform(valid_net):
+    img = np.random.default_rng(9).random((33, 40)).astype(np.float32)
+    plain = predict_tiled(valid_net, img)
+    hflip = predict_tiled(valid_net, img[:, ::-1].copy())[:, :, ::-1]
+    got = predict_tiled(valid_net, img, tta=[0, 1])  # identity + horizontal mirror
+    np.testing.assert_allclose(got, (plain + hflip) / 2, atol=TOL)
+    assert np.abs(got - plain).max() > 1e-3  # a random net is not symmetric: TTA did something
+    rot = predict_tiled(valid_net, np.rot90(img).copy())
+    np.testing.assert_allclose(
+        predict_tiled(valid_net, img, tta=[(1, False)]), np.rot90(rot, -1, axes=(1, 2)), atol=TOL
+    )
+    full = predict_tiled(valid_net, img, tta=True)
+    assert np.allclose(full.sum(0), 1, atol=1e-5)
+
+
+def test_resolve_tta():
+    assert resolve_tta(False) == ((0, False),) and resolve_tta(True) == DIHEDRAL and len(set(DIHEDRAL)) == 8
+    assert resolve_tta(4) == DIHEDRAL[:4] and resolve_tta([(1, True), 0]) == ((1, True), (0, False))
+    for bad in (9, [8], ["x"], [], [(5, False)]):
+        with pytest.raises(InputError):
+            resolve_tta(bad)
+
+
+# ------------------------------------------------------------------------------ memory, OOM
+def test_tile_size_follows_memory_budget(valid_net):
+    dev = torch.device("cpu")
+    small = choose_tile_shape(valid_net, (5000, 5000), dev, budget=20 * 2**20)
+    large = choose_tile_shape(valid_net, (5000, 5000), dev, budget=400 * 2**20)
+    assert small[0] < large[0] <= 1024
+    assert choose_tile_shape(valid_net, (30, 7), dev, budget=400 * 2**20) == (30, 7)
+    img = np.random.default_rng(10).random((90, 70)).astype(np.float32)
+    np.testing.assert_allclose(
+        predict_tiled(valid_net, img, memory_budget_bytes=2**20), _reference(valid_net, img), atol=TOL
+    )
+
+
+class _FakeOOM(RuntimeError):
+    pass
+
+
+def _oom_above(net: UNet, limit: int, calls: list):
+    """Make ``net`` raise a CUDA-style out-of-memory error for inputs with more than ``limit`` pixels."""
+    forward = net.forward
+
+    def fake(x):
+        calls.append(tuple(x.shape))
+        if x.shape[0] * x.shape[2] * x.shape[3] > limit:
+            exc = getattr(torch.cuda, "OutOfMemoryError", _FakeOOM)
+            raise exc("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x)
+
+    return fake
+
+
+def test_oom_retries_with_smaller_batch_then_tiles(valid_net, monkeypatch):
+    img = np.random.default_rng(11).random((120, 100)).astype(np.float32)
+    ref = _reference(valid_net, img)
+    calls: list = []
+    net = _net("valid")
+    monkeypatch.setattr(net, "forward", _oom_above(net, 70 * 70, calls))
+    got = predict_tiled(net, img, tile_shape=50, batch_size=4)
+    np.testing.assert_allclose(got, ref, atol=TOL)
+    batches = [c[0] for c in calls]
+    sides = [c[2] for c in calls]
+    assert batches[0] == 4 and 1 in batches  # batch halved first ...
+    assert min(sides) < sides[0]  # ... then the tiles
+    calls.clear()
+    monkeypatch.setattr(net, "forward", _oom_above(net, 1, calls))
+    with pytest.raises(InputError, match="out of memory"):
+        predict_tiled(net, img)
+
+
+def test_other_errors_are_not_retried(monkeypatch):
+    net = _net("valid")
+
+    def broken(x):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(net, "forward", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        predict_tiled(net, np.ones((10, 10), np.float32))
+
+
+# ------------------------------------------------------------------------------ generator
+def test_progress_and_cancellation(valid_net):
+    img = np.random.default_rng(12).random((2, 40, 40)).astype(np.float32)
+    valid_net.train()
+    gen = iter_predict_tiled(valid_net, img, tile_shape=16)
+    records = []
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert result.shape == (2, 2, 40, 40) and valid_net.training  # mode restored
+    steps = [r.step for r in records]
+    assert steps == sorted(steps) and steps[-1] == records[-1].total == len(records)
+    assert all(r.stage == "predict" and r.eta is not None for r in records) and records[-1].eta == 0
+    assert "slice 2/2" in records[-1].message
+
+    gen = iter_predict_tiled(valid_net, img, tile_shape=16)
+    next(gen)
+    next(gen)
+    gen.close()  # stop between tiles: no result, the generator is finished
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value is None
+    assert valid_net.training
+    valid_net.eval()
+
+
+def test_channels_last_and_amp_on_cpu(valid_net):
+    img = np.random.default_rng(13).random((40, 35)).astype(np.float32)
+    ref = predict_tiled(valid_net, img, amp="auto")  # 'auto' = off on the CPU: exact
+    np.testing.assert_allclose(ref, _reference(valid_net, img), atol=TOL)
+    np.testing.assert_allclose(predict_tiled(valid_net, img, channels_last=True), ref, atol=TOL)
+    assert valid_net.encoders[0][0].weight.is_contiguous()  # layout restored
+    bf16 = predict_tiled(valid_net, img, amp="bf16")
+    assert np.abs(bf16 - ref).max() < 0.1
+    with pytest.raises(InputError, match="amp"):
+        predict_tiled(valid_net, img, amp="fp8")
+
+
+def test_model_config_normalization_is_applied():
+    torch.manual_seed(0)
+    net = UNet(ModelConfig(depth=1, base_channels=2, normalization=NormalizationConfig(mode="minmax"))).eval()
+    img = np.random.default_rng(14).integers(0, 4000, (20, 20)).astype(np.uint16)
+    scaled = (img.astype(np.float32) - img.min()) / (img.max() - img.min())
+    np.testing.assert_allclose(predict_tiled(net, img), predict_tiled(net, scaled, normalize_input=False), atol=TOL)
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_predict_stack_and_channels(tmp_path):
+    from unet_core.checkpoint import save_checkpoint
+    from unet_core.cli import main
+    from unet_core.io import read_tiff, write_tiff
+
+    rng = np.random.default_rng(15)
+    save_checkpoint(tmp_path / "m1.pt", _net("valid", base=2))
+    stack = rng.integers(0, 255, (2, 30, 40)).astype(np.uint8)
+    write_tiff(tmp_path / "zyx.tif", stack, axes="ZYX", pixel_size=(2.0, 0.5, 0.5))
+    assert main(["predict", str(tmp_path / "m1.pt"), str(tmp_path / "zyx.tif"), "-o", str(tmp_path / "l1.tif"),
+                 "--tile-size", "16", "--batch-size", "2", "--tta", "2", "--threshold", "0.4", "--no-split",
+                 "--min-size", "1", "--device", "cpu", "--probabilities", str(tmp_path / "p1.tif")]) == 0
+    labels, meta = read_tiff(tmp_path / "l1.tif")
+    assert labels.shape == (2, 30, 40) and labels.dtype.kind == "u" and meta.axes == "ZYX"
+    assert meta.pixel_size == pytest.approx((2.0, 0.5, 0.5), rel=1e-4)
+    prob, _ = read_tiff(tmp_path / "p1.tif")
+    expect = predict_tiled(_net("valid", base=2), stack, tta=2)[:, 1]
+    np.testing.assert_allclose(prob, expect, atol=1e-5)
+
+    save_checkpoint(tmp_path / "m2.pt", _net("valid", base=2, in_channels=2))
+    write_tiff(tmp_path / "cyx.tif", rng.integers(0, 255, (2, 30, 40)).astype(np.uint8), axes="CYX")
+    assert main(["predict", str(tmp_path / "m2.pt"), str(tmp_path / "cyx.tif"), "-o", str(tmp_path / "l2.tif")]) == 0
+    labels, meta = read_tiff(tmp_path / "l2.tif")
+    assert labels.shape == (30, 40) and meta.axes == "YX"  # channel axis taken from the TIFF, dropped
