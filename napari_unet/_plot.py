@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import AutoLocator
 
 #: metrics that are not worth a curve
 _SKIP = {"lr", "epoch", "best_step", "step", "batch_size", "tile_size"}
@@ -31,7 +32,7 @@ class Curves:
 
 
 class TrainingPlot(FigureCanvasQTAgg):
-    """Loss (left, log scale) and validation metrics (right) against the training step.
+    """Loss (left) and validation metrics (right) against the training step.
 
     :meth:`flush` draws the final state at once.
     """
@@ -59,6 +60,8 @@ class TrainingPlot(FigureCanvasQTAgg):
             ax.set_title(title, fontsize=8)
             ax.tick_params(labelsize=7)
             ax.set_xlabel("step", fontsize=7)
+        self.ax_val.set_xticks([])
+        self.ax_val.set_yticks([])
         self._empty_note = self.ax_val.text(
             0.5, 0.5, "no validation yet", ha="center", va="center", fontsize=8, color="0.4",
             transform=self.ax_val.transAxes,
@@ -93,6 +96,8 @@ class TrainingPlot(FigureCanvasQTAgg):
                 if ax is self.ax_val and self._empty_note is not None:
                     self._empty_note.remove()
                     self._empty_note = None
+                    ax.xaxis.set_major_locator(AutoLocator())
+                    ax.yaxis.set_major_locator(AutoLocator())
             ax.legend(fontsize=6, loc="best")
             self._lines[key] = line
         return line
@@ -102,9 +107,6 @@ class TrainingPlot(FigureCanvasQTAgg):
         for kind, series in (("train", self.curves.train), ("val", self.curves.val)):
             for name, (x, y) in series.items():
                 self._line(kind, name).set_data(x, y)
-        train_values = [v for _, y in self.curves.train.values() for v in y]
-        if train_values and min(train_values) > 0 and self.ax_loss.get_yscale() != "log":
-            self.ax_loss.set_yscale("log")
         for ax in (self.ax_loss, self.ax_val):
             ax.relim()
             ax.autoscale_view()
