@@ -1,11 +1,16 @@
 """Checkpoints: one file with weights, model config, provenance and (optionally) training state.
 
-Format (``format_version`` 1): a ``torch.save`` dict holding only tensors, numbers, strings,
+Format (``format_version`` 2): a ``torch.save`` dict holding only tensors, numbers, strings,
 lists and dicts::
 
-    {"format": "napari-unet-checkpoint", "format_version": 1,
+    {"format": "napari-unet-checkpoint", "format_version": 2,
      "model_config": "<ModelConfig JSON>", "meta": "<provenance JSON>",
-     "state_dict": {name: tensor}, "train_state": {...} or absent}
+     "state_dict": {name: tensor}, "train_state": {...} or absent,
+     "digest": "<SHA-256 of everything above>"}
+
+``meta`` holds the provenance (creation date, package version, iterations, data fingerprints,
+metrics, training config); ``train_state`` what resuming needs (optimizer state, step, random
+generator states). The digest detects damaged or edited files (version-1 files have none).
 
 It is loaded with ``torch.load(weights_only=True)``, which refuses to unpickle arbitrary objects:
 a tampered or foreign file is rejected with :class:`CheckpointError`, never executed. Writes are
@@ -15,6 +20,7 @@ atomic (temporary file + rename), so a crash or Stop never leaves a corrupt chec
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +40,7 @@ from .models import SegmentationNet, build_model
 log = logging.getLogger(__name__)
 
 FORMAT = "napari-unet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,36 @@ def save_checkpoint(
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    payload["digest"] = _digest(payload)
     with atomic_path(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     log.info("saved checkpoint %s", path)
     return Path(path)
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    """SHA-256 over a checkpoint payload (all entries but 'digest'), in a canonical order."""
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            h.update(f"D{len(obj)}".encode())
+            for k in sorted(obj, key=repr):
+                h.update(repr(k).encode())
+                feed(obj[k])
+        elif isinstance(obj, list | tuple):
+            h.update(f"L{len(obj)}".encode())
+            for v in obj:
+                feed(v)
+        else:
+            h.update(f"V{obj!r}".encode())
+
+    feed({k: v for k, v in payload.items() if k != "digest"})
+    return h.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:
@@ -127,6 +159,11 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is newer than this napari-unet "
             f"understands ({FORMAT_VERSION}); upgrade napari-unet"
+        )
+    if version >= 2 and payload.get("digest") != _digest(payload):
+        raise CheckpointError(
+            f"{path}: the checkpoint was modified or damaged after it was written (checksum "
+            "mismatch); use an intact copy or train again"
         )
     try:
         config = config_from_json(ModelConfig, payload["model_config"])

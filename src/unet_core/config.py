@@ -211,42 +211,124 @@ def config_from_json(cls: type[T], text: str) -> T:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Random augmentation of training tiles, applied on the training device in one
+    ``grid_sample`` per batch (elastic + affine composed into one sampling grid).
+
+    Attributes
+    ----------
+    elastic_sigma : float
+        Standard deviation in pixels of the random displacements on the coarse grid (paper: 10).
+        0 disables the elastic deformation.
+    elastic_grid : int
+        Points per side of the coarse displacement grid (paper: 3); the per-pixel field is its
+        bicubic interpolation.
+    flip : bool
+        Random horizontal/vertical flips.
+    rot90 : bool
+        Random multiples of 90 degrees.
+    rotation : bool
+        Random free rotation by any angle.
+    scale : (float, float)
+        Range of the random zoom factor (log-uniform); (1, 1) disables it.
+    gamma : (float, float)
+        Range of the random intensity gamma (log-uniform), applied to the normalised image.
+    contrast : (float, float)
+        Range of the random contrast factor around the tile mean.
+    brightness : float
+        Maximum random brightness offset (normalised intensity units).
+    noise : float
+        Maximum standard deviation of added Gaussian noise (normalised units).
+    """
+
+    elastic_sigma: float = 10.0
+    elastic_grid: int = 3
+    flip: bool = True
+    rot90: bool = True
+    rotation: bool = True
+    scale: tuple[float, float] = (0.8, 1.25)
+    gamma: tuple[float, float] = (0.7, 1.45)
+    contrast: tuple[float, float] = (0.75, 1.3)
+    brightness: float = 0.1
+    noise: float = 0.03
+
+    def __post_init__(self) -> None:
+        if self.elastic_sigma < 0:
+            raise InputError(f"elastic_sigma must be >= 0 pixels, got {self.elastic_sigma}")
+        if self.elastic_grid < 2:
+            raise InputError(f"elastic_grid must be >= 2 points per side, got {self.elastic_grid}")
+        for name in ("scale", "gamma", "contrast"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise InputError(f"augmentation {name} range must satisfy 0 < low <= high, got {(lo, hi)}")
+        if self.brightness < 0 or self.noise < 0:
+            raise InputError("augmentation brightness and noise must be >= 0")
+
+
+#: Per-device defaults of the options left at ``None`` ('auto') in :class:`TrainConfig`:
+#: output tile edge, tiles per step, mixed precision. See docs/training.md for the reasoning.
+DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cpu": {"tile_size": 96, "batch_size": 4, "amp": False},
+    "mps": {"tile_size": 192, "batch_size": 8, "amp": False},
+    "cuda": {"tile_size": 256, "batch_size": 16, "amp": True},
+}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Options of a training (fine-tuning) run; the defaults are tuned for a laptop CPU.
+    """Options of a training (fine-tuning) run; 'auto' (None) sizes are resolved per device.
 
     Attributes
     ----------
     model : ModelConfig
-        Network for a new model (ignored when fine-tuning a checkpoint, whose own config is used).
-        The default is a light 'valid' U-Net that trains usefully in minutes on a CPU.
+        Network for a new model (ignored when fine-tuning or resuming a checkpoint, whose own
+        config is used). The default is a light 'valid' U-Net (depth 3, 16 base channels, batch
+        norm) that trains usefully in minutes on a CPU.
     iterations : int
         Optimisation steps (an upper bound when ``time_limit`` is set).
     time_limit : float or None
-        Wall-clock budget in seconds; training stops cleanly when it is reached.
-    batch_size : int
-        Tiles per step.
-    tile_size : int
-        Output-window edge length of a training tile in pixels (the input is larger by the
-        network's border for 'valid' nets).
+        Time budget in seconds; training stops cleanly when it is reached, and the learning-rate
+        schedule runs on ``max(step / iterations, elapsed / time_limit)``.
+    time_clock : {'wall', 'process'}
+        What ``time_limit`` measures: wall-clock time, or CPU time of this process (for fair
+        budgets on a shared machine).
+    batch_size : int or None
+        Tiles per step; None = per device (:data:`DEVICE_DEFAULTS`).
+    tile_size : int or None
+        Output-window edge of a training tile in pixels (the input is larger by the network's
+        border for 'valid' nets); None = per device.
     learning_rate : float
-        Initial learning rate.
+        Peak learning rate.
     optimizer : {'adam', 'sgd'}
         'adam' (default) or the paper's SGD with momentum 0.99.
+    schedule : {'cosine', 'constant'}
+        Learning rate after the warm-up: cosine decay to 0, or constant.
+    warmup : int
+        Linear warm-up steps (at most a tenth of ``iterations``).
     loss : str
-        'wce' (weighted cross-entropy, the paper), 'dice' or 'wce+dice'.
+        Loss name for :func:`unet_core.training.losses.build_loss`: 'wce' (weighted
+        cross-entropy, the paper), 'dice', 'wce+dice', ...
     weights : WeightMapConfig
         Boundary weight-map options.
+    semantic : bool
+        Labels are class ids (0 = background, 1..K-1 classes) instead of instances; the model
+        gets ``n_classes = max(label) + 1`` (or ``model.n_classes`` when larger).
     val_fraction : float
-        Fraction of annotated regions (or slices) held out for validation.
+        Fraction of annotated slices held out for validation; with a single annotated slice, the
+        far end of its annotated region along its longer axis is held out instead. 0 disables.
     val_every : int
-        Validate every so many steps.
+        Validate every so many steps (and at the end).
     region_margin : int
         When no region mask is given, the annotated region is the bounding box of the painted
-        labels grown by this many pixels.
+        labels grown by this many pixels (unpainted pixels inside it are background).
     augment : bool
-        Elastic, flip/rotation, scale and intensity augmentation.
+        Apply ``augmentation``.
+    augmentation : AugmentConfig
+        Elastic, flip/rotation, scale and intensity augmentation options.
     freeze_encoder : bool
         Fine-tuning: keep the contracting path fixed.
+    amp : bool or None
+        Mixed precision (float16 autocast + gradient scaling); None = on for CUDA only.
     seed : int
         Random seed; the same seed gives the same result on the CPU.
     device : str
@@ -258,17 +340,23 @@ class TrainConfig:
     )
     iterations: int = 500
     time_limit: float | None = None
-    batch_size: int = 4
-    tile_size: int = 96
+    time_clock: str = "wall"
+    batch_size: int | None = None
+    tile_size: int | None = None
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    schedule: str = "cosine"
+    warmup: int = 20
     loss: str = "wce"
     weights: WeightMapConfig = field(default_factory=WeightMapConfig)
+    semantic: bool = False
     val_fraction: float = 0.15
-    val_every: int = 50
+    val_every: int = 100
     region_margin: int = 16
     augment: bool = True
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_encoder: bool = False
+    amp: bool | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -277,11 +365,44 @@ class TrainConfig:
             raise InputError(f"iterations must be >= 1, got {self.iterations}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise InputError(f"time_limit must be positive seconds, got {self.time_limit}")
-        if self.batch_size < 1:
+        if self.time_clock not in ("wall", "process"):
+            raise InputError(f"time_clock must be 'wall' or 'process', got {self.time_clock!r}")
+        if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.tile_size < 8:
+        if self.tile_size is not None and self.tile_size < 8:
             raise InputError(f"tile_size must be >= 8 pixels, got {self.tile_size}")
+        if self.learning_rate <= 0:
+            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd"):
             raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise InputError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.warmup < 0:
+            raise InputError(f"warmup must be >= 0 steps, got {self.warmup}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise InputError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_every < 1:
+            raise InputError(f"val_every must be >= 1, got {self.val_every}")
+        if self.region_margin < 0:
+            raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
+
+
+def resolve_train_config(config: TrainConfig, device_type: str) -> TrainConfig:
+    """Fill the 'auto' (None) options of ``config`` with the defaults of a device type.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    device_type : {'cpu', 'cuda', 'mps'}
+        ``torch.device.type`` of the training device (unknown types get the CPU defaults).
+
+    Returns
+    -------
+    TrainConfig
+        With concrete ``tile_size``, ``batch_size`` and ``amp``.
+    """
+    defaults = DEVICE_DEFAULTS.get(device_type, DEVICE_DEFAULTS["cpu"])
+    changes = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    if device_type != "cuda" and config.amp:
+        changes["amp"] = False  # autocast float16 training is only supported on CUDA here
+    return dataclasses.replace(config, **changes) if changes else config

@@ -1,44 +1,71 @@
-"""``napari-unet train``: train or fine-tune a model on annotated images."""
+"""``napari-unet train``: train or fine-tune a segmentation network on annotated images."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import time
 from dataclasses import replace
 
-from ..config import TrainConfig
+from ..config import DEVICE_DEFAULTS, TrainConfig
 from ..errors import InputError
 from ._common import check_output, drain
 
 log = logging.getLogger(__name__)
 _T = TrainConfig()
 _M = _T.model
+_CPU = DEVICE_DEFAULTS["cpu"]
+_GPU = DEVICE_DEFAULTS["cuda"]
+
+
+def _architectures() -> list[str]:
+    from ..models import available_architectures
+
+    return available_architectures()
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train or fine-tune a U-Net on annotated images",
-        description="Pairs of --image/--labels (repeat for more images); labels are instance labels "
-        "(0 = background). Pixels outside the annotated region get no loss.",
+        description="Pairs of --image/--labels (repeat for more images; 2D or stacks, whose slices "
+        "become samples). Labels are instance labels (0 = background), or class ids with "
+        "--semantic. Only the annotated region teaches: the --mask given per image, otherwise the "
+        "bounding box of the painted labels grown by --margin pixels. Writes the last state to "
+        "OUTPUT (resumable with --resume) and the best-validation weights to OUTPUT-stem.best.pt.",
     )
     p.add_argument("--image", action="append", required=True, help="image TIFF (repeat)")
     p.add_argument("--labels", action="append", required=True, help="labels TIFF for the image at the same position (repeat)")
-    p.add_argument("--mask", action="append", help="annotated-region TIFF per image (optional; repeat in the same order)")
+    p.add_argument("--mask", action="append", help="annotated-region TIFF per image (non-zero = annotated; repeat in the same order)")
     p.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
-    p.add_argument("--from", dest="init_from", help="checkpoint to fine-tune")
-    p.add_argument("--iterations", type=int, default=_T.iterations, help=f"training steps (default {_T.iterations})")
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--batch-size", type=int, default=_T.batch_size, help=f"tiles per step (default {_T.batch_size})")
-    p.add_argument("--tile-size", type=int, default=_T.tile_size, help=f"output tile edge in pixels (default {_T.tile_size})")
-    p.add_argument("--lr", type=float, default=_T.learning_rate, help=f"learning rate (default {_T.learning_rate})")
-    p.add_argument("--device", default=_T.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--from", dest="init_from", metavar="CHECKPOINT", help="checkpoint to fine-tune (new optimizer; e.g. with new annotations)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue an interrupted run from its last checkpoint (same images)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help=f"training steps (default {_T.iterations}; with --time-limit alone: until the time is up)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="stop cleanly after this many seconds")
+    p.add_argument("--cpu-time", action="store_true", help="measure --time-limit in CPU time of this process instead of wall-clock time")
+    p.add_argument("--batch-size", type=int, default=None, help=f"tiles per step (default: {_CPU['batch_size']} on CPU, {_GPU['batch_size']} on CUDA)")
+    p.add_argument("--tile-size", type=int, default=None, help=f"output tile edge in pixels (default: {_CPU['tile_size']} on CPU, {_GPU['tile_size']} on CUDA)")
+    p.add_argument("--lr", type=float, default=_T.learning_rate, help=f"peak learning rate (default {_T.learning_rate})")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=_T.optimizer, help="adam (default) or sgd (momentum 0.99, paper)")
+    p.add_argument("--loss", default=_T.loss, help=f"loss: wce (weighted cross-entropy, paper; default), dice, wce+dice, ... (default {_T.loss})")
+    p.add_argument("--val-fraction", type=float, default=_T.val_fraction, help=f"annotations held out for validation (default {_T.val_fraction}; 0 = none)")
+    p.add_argument("--val-every", type=int, default=_T.val_every, help=f"validate every N steps (default {_T.val_every})")
+    p.add_argument("--margin", type=int, default=_T.region_margin, help=f"annotated region = painted labels' bounding box + this margin (default {_T.region_margin})")
+    p.add_argument("--semantic", action="store_true", help="labels are class ids (multi-class semantic segmentation)")
+    p.add_argument("--freeze-encoder", action="store_true", help="fine-tuning: keep the contracting path fixed")
+    p.add_argument("--no-augment", action="store_true", help="no elastic/rotation/intensity augmentation")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (auto = on for CUDA)")
+    p.add_argument("--device", default=_T.device, help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--seed", type=int, default=_T.seed, help=f"random seed (default {_T.seed})")
     p.add_argument("--channel-axis", type=int, default=None, help="axis of the image holding channels")
-    g = p.add_argument_group("new model")
+    g = p.add_argument_group("new model (ignored with --from/--resume)")
+    g.add_argument("--arch", choices=_architectures(), default=_M.arch, help=f"architecture (default {_M.arch})")
     g.add_argument("--depth", type=int, default=_M.depth, help=f"number of poolings (default {_M.depth}; paper 4)")
     g.add_argument("--base-channels", type=int, default=_M.base_channels, help=f"channels of the first level (default {_M.base_channels}; paper 64)")
     g.add_argument("--padding", choices=("valid", "same"), default=_M.padding, help="'valid' = paper (default)")
+    g.add_argument("--n-classes", type=int, default=None, help="classes incl. background (semantic: default max label + 1)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(run=run)
 
@@ -48,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from ..training.data import TrainingPair
     from ..training.trainer import train
 
-    out = check_output(args.output, args.overwrite)
+    out = check_output(args.output, args.overwrite or (args.resume is not None and str(args.resume) == str(args.output)))
     if len(args.image) != len(args.labels):
         raise InputError(f"got {len(args.image)} --image but {len(args.labels)} --labels; give one --labels per --image")
     if args.mask and len(args.mask) != len(args.image):
         raise InputError("give one --mask per --image, or none")
+    if args.init_from and args.resume:
+        raise InputError("give either --from (fine-tune) or --resume (continue a run), not both")
     pairs = []
     for i, (ip, lp) in enumerate(zip(args.image, args.labels)):
         image, _ = read_tiff(ip)
@@ -60,11 +89,27 @@ def run(args: argparse.Namespace) -> int:
         mask = (read_tiff(args.mask[i])[0] != 0) if args.mask else None
         pairs.append(TrainingPair(image, labels, mask, channel_axis=args.channel_axis, name=str(ip)))
     in_ch = 1 if args.channel_axis is None else pairs[0].image.shape[args.channel_axis]
-    model = replace(_M, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels, padding=args.padding)
-    config = replace(
-        _T, model=model, iterations=args.iterations, time_limit=args.time_limit, batch_size=args.batch_size,
-        tile_size=args.tile_size, learning_rate=args.lr, device=args.device, seed=args.seed,
+    model = replace(
+        _M, arch=args.arch, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels,
+        padding=args.padding, n_classes=args.n_classes or _M.n_classes, class_names=(),
     )
-    result = drain(train(pairs, config, output=out, init_from=args.init_from))
-    print(f"wrote {result.checkpoint} after {result.steps} steps (final loss {result.metrics['loss']:.4f})")
+    iterations = args.iterations or (10**9 if args.time_limit else _T.iterations)
+    config = replace(
+        _T, model=model, iterations=iterations, time_limit=args.time_limit,
+        time_clock="process" if args.cpu_time else "wall", batch_size=args.batch_size,
+        tile_size=args.tile_size, learning_rate=args.lr, optimizer=args.optimizer, loss=args.loss,
+        val_fraction=args.val_fraction, val_every=args.val_every, region_margin=args.margin,
+        semantic=args.semantic, freeze_encoder=args.freeze_encoder, augment=not args.no_augment,
+        amp={"auto": None, "on": True, "off": False}[args.amp], device=args.device, seed=args.seed,
+    )
+    t0 = time.perf_counter()
+    result = drain(train(pairs, config, output=out, init_from=args.init_from, resume=args.resume))
+    lines = [f"trained {result.steps} steps in {time.perf_counter() - t0:.0f} s; final training loss {result.metrics['loss']:.4f}"]
+    val = {k[4:]: v for k, v in result.metrics.items() if k.startswith("val_") and not math.isnan(v)}
+    if val:
+        lines.append("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
+    lines.append(f"last checkpoint: {result.checkpoint} (resume with --resume)")
+    if result.best_checkpoint:
+        lines.append(f"best checkpoint: {result.best_checkpoint}")
+    print("\n".join(lines))
     return 0

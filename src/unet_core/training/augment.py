@@ -1,0 +1,225 @@
+"""Augmentation of training tiles on the training device: one ``grid_sample`` per batch.
+
+Every tile is cut from its slice as a larger *source* window (mirror-padded at image borders), and
+one sampling grid per tile maps the network's input tile into that window. The grid composes
+
+* the paper's elastic deformation: random displacement vectors on a coarse ``g x g`` grid
+  (default 3 x 3) drawn from a Gaussian with ``elastic_sigma`` (default 10) pixels standard
+  deviation, interpolated bicubically to a smooth per-pixel field;
+* a random affine map: flips, multiples of 90 degrees, a free rotation and a zoom.
+
+The image is resampled bilinearly; target (class ids) and loss weights are resampled with the
+*same* grid using nearest-neighbour lookup, so a warped label image stays integer-valued and the
+weights stay attached to their pixels (warped consistently rather than recomputed). Intensity
+augmentation (gamma, contrast, brightness, Gaussian noise) follows on the image only.
+
+All random numbers come from one seeded CPU :class:`torch.Generator`, so a seed gives the same
+augmentation on every device; the grids and resampling run wherever the batch lives (GPU, CPU).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import AugmentConfig
+
+
+def source_size(in_size: int, config: AugmentConfig | None) -> int:
+    """Edge of the source window that contains every augmented view of an ``in_size`` tile.
+
+    Covers the tile's rotated diagonal at the smallest zoom plus four standard deviations of the
+    elastic displacement on each side. Has the parity of ``in_size`` so that the identity
+    transform maps tile pixels exactly onto source pixels.
+    """
+    if config is None:
+        return in_size
+    zoom_out = 1.0 / min(config.scale[0], 1.0)
+    reach = in_size * (math.sqrt(2.0) if (config.rotation) else 1.0) * zoom_out
+    s = int(math.ceil(reach + 8 * config.elastic_sigma)) + 2
+    s = max(s, in_size)
+    return s + ((s - in_size) % 2)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Random parameters of one batch (CPU tensors).
+
+    ``matrix`` (N, 2, 2) maps tile offsets (x, y) in pixels to source offsets; ``displacement``
+    (N, 2, g, g) elastic displacements in pixels (x, y); ``gamma``, ``contrast``, ``brightness``,
+    ``noise_std`` (N,) intensity parameters; ``noise`` (N, C, H, W) standard-normal noise or None.
+    """
+
+    matrix: torch.Tensor
+    displacement: torch.Tensor
+    gamma: torch.Tensor
+    contrast: torch.Tensor
+    brightness: torch.Tensor
+    noise_std: torch.Tensor
+    noise: torch.Tensor | None
+
+
+class Augmenter:
+    """Seeded random augmentation of batches of training tiles.
+
+    Parameters
+    ----------
+    config : AugmentConfig
+        What to randomise.
+    seed : int
+        Seed of the augmenter's own CPU random generator.
+    """
+
+    def __init__(self, config: AugmentConfig, seed: int = 0) -> None:
+        self.config = config
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    # ------------------------------------------------------------------ random parameters
+    def _uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=self.generator, dtype=torch.float64)
+
+    def _log_uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
+        return torch.exp(self._uniform(n, math.log(lo), math.log(hi)))
+
+    def sample(self, n: int, channels: int, in_size: int) -> AugmentParams:
+        """Draw the parameters of a batch of ``n`` tiles of ``channels x in_size x in_size``."""
+        c = self.config
+        g = self.generator
+        angle = torch.zeros(n, dtype=torch.float64)
+        if c.rot90:
+            angle += (math.pi / 2) * torch.randint(0, 4, (n,), generator=g).double()
+        if c.rotation:
+            angle += self._uniform(n, -math.pi, math.pi)
+        zoom = self._log_uniform(n, *c.scale)
+        flip = torch.ones(n, dtype=torch.float64)
+        if c.flip:
+            flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double()
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # source offset = R(angle) @ diag(flip, 1) @ tile offset / zoom
+        matrix = torch.stack(
+            [torch.stack([cos * flip, -sin], -1), torch.stack([sin * flip, cos], -1)], -2
+        ) / zoom[:, None, None]
+        k = c.elastic_grid
+        displacement = c.elastic_sigma * torch.randn(n, 2, k, k, generator=g, dtype=torch.float64)
+        gamma = self._log_uniform(n, *c.gamma)
+        contrast = self._uniform(n, *c.contrast)
+        brightness = self._uniform(n, -c.brightness, c.brightness)
+        noise_std = self._uniform(n, 0.0, c.noise)
+        noise = (
+            torch.randn(n, channels, in_size, in_size, generator=g) if c.noise > 0 else None
+        )
+        return AugmentParams(
+            matrix.float(), displacement.float(), gamma.float(), contrast.float(),
+            brightness.float(), noise_std.float(), noise,
+        )
+
+    # ------------------------------------------------------------------ application
+    def __call__(
+        self,
+        image: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor,
+        *,
+        in_size: int,
+        border: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Augment a batch of source windows and cut the network's tiles out of them.
+
+        Parameters
+        ----------
+        image : Tensor (N, C, S, S) float32
+            Source windows (S = :func:`source_size`), on the training device.
+        target : Tensor (N, S, S) int64
+            Class ids over the same windows.
+        weight : Tensor (N, S, S) float32
+            Loss weights (0 outside the annotated region and outside the image).
+        in_size : int
+            Network input edge.
+        border : int
+            Pixels the network loses per side; the target/weight tiles are the central
+            ``in_size - 2 * border`` window.
+
+        Returns
+        -------
+        image (N, C, in_size, in_size) float32, target (N, out, out) int64,
+        weight (N, out, out) float32
+        """
+        n, ch = image.shape[:2]
+        params = self.sample(n, ch, in_size)
+        grid = sampling_grid(params, in_size, image.shape[-1], image.device)
+        return apply_grid(image, target, weight, grid, border, params)
+
+
+@functools.lru_cache(maxsize=16)
+def _base_and_basis(in_size: int, grid_points: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tile pixel offsets (P, 2) as (x, y) from the tile centre, and the bicubic interpolation
+    basis (g*g, P) that turns coarse-grid displacements into a per-pixel field."""
+    dev = torch.device(device)
+    r = torch.arange(in_size, device=dev, dtype=torch.float32) - (in_size - 1) / 2.0
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    base = torch.stack([xx, yy], -1).reshape(-1, 2)
+    g = grid_points
+    eye = torch.eye(g * g, device=dev, dtype=torch.float32).reshape(g * g, 1, g, g)
+    basis = F.interpolate(eye, size=(in_size, in_size), mode="bicubic", align_corners=True)
+    return base, basis.reshape(g * g, -1)
+
+
+def sampling_grid(params: AugmentParams, in_size: int, src_size: int, device: torch.device) -> torch.Tensor:
+    """``grid_sample`` grid (N, in_size, in_size, 2) in normalised source coordinates.
+
+    Tile pixel offsets ``u`` from the tile centre map to source offsets
+    ``matrix @ u + displacement(u)`` from the source centre, where ``displacement`` is the bicubic
+    interpolation of the coarse-grid displacements; with ``align_corners=False`` a source offset
+    of ``p`` pixels is the normalised coordinate ``2 p / src_size``.
+    """
+    n, _, g, _ = params.displacement.shape
+    base, basis = _base_and_basis(in_size, g, str(device))
+    m = params.matrix.to(device)
+    p = torch.einsum("nij,pj->npi", m, base)  # (N, P, 2)
+    if params.displacement.abs().max() > 0:
+        d = params.displacement.to(device).reshape(n, 2, g * g)
+        p = p + torch.einsum("nck,kp->npc", d, basis)
+    return (p * (2.0 / src_size)).reshape(n, in_size, in_size, 2)
+
+
+def apply_grid(
+    image: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    grid: torch.Tensor,
+    border: int,
+    params: AugmentParams | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Resample image (bilinear) and target/weight (nearest, same grid), then intensity-augment.
+
+    Shapes as in :meth:`Augmenter.__call__`; ``grid`` (N, in, in, 2).
+    """
+    in_size = grid.shape[1]
+    out_grid = grid[:, border : in_size - border, border : in_size - border] if border else grid
+    img = F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    # one nearest lookup for both: stack target (exact in float32 for ids < 2**24) and weight
+    tw = torch.stack([target.to(weight.dtype), weight], 1)
+    tw = F.grid_sample(tw, out_grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    tgt = tw[:, 0].round().to(torch.int64)
+    wt = tw[:, 1].contiguous()
+    if params is not None:
+        img = intensity(img, params)
+    return img, tgt, wt
+
+
+def intensity(img: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """Gamma (sign-preserving, on the normalised image), contrast about the tile mean,
+    brightness offset and Gaussian noise; ``img`` (N, C, H, W) float32."""
+    dev = img.device
+    view = (-1, 1, 1, 1)
+    gamma = params.gamma.to(dev).view(view)
+    img = torch.sign(img) * img.abs().clamp_min(1e-6) ** gamma
+    mean = img.mean(dim=(-2, -1), keepdim=True)
+    img = (img - mean) * params.contrast.to(dev).view(view) + mean + params.brightness.to(dev).view(view)
+    if params.noise is not None:
+        img = img + params.noise.to(dev) * params.noise_std.to(dev).view(view)
+    return img

@@ -1,0 +1,121 @@
+"""Validation during training: tiled prediction over held-out annotated regions.
+
+Each validation sample is predicted with the same overlap-tile code as inference
+(:func:`unet_core.tiling.predict_tiled`) on the bounding box of its region plus the network's
+context, and scored inside the region only:
+
+* ``val_loss``: the training loss on the predicted probabilities with the training weights;
+* ``val_foreground_iou``, ``val_dice`` (foreground Dice) and ``val_pixel_error``: foreground
+  (any class > 0) vs background, from the confusion matrix of
+  :func:`unet_core.training.metrics.segmentation_metrics` pooled over all validation samples;
+* ``val_boundary_f1``: boundary F1 (2-pixel tolerance), averaged over samples by pixel count;
+* ``val_miou``: mean IoU over classes (semantic mode);
+* ``val_ap50``: instance AP at IoU 0.5 (binary mode): predicted instances from
+  :func:`unet_core.postprocess.probabilities_to_instances`, one-to-one matching at IoU > 0.5
+  (:func:`unet_core.training.metrics.match_instances`), ``AP = TP / (TP + FP + FN)`` with the
+  counts pooled over all validation samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..models import SegmentationNet
+from ..postprocess import probabilities_to_instances
+from ..tiling import predict_tiled
+from .data import PreparedSlice
+from .metrics import match_instances, segmentation_metrics
+
+
+def _bbox(region: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(region)
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def predict_region(model: SegmentationNet, sl: PreparedSlice, device: torch.device) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Class probabilities ``(K, h, w)`` float32 over the bounding box of ``sl.region``.
+
+    The prediction reads the bounding box grown by the network's context (clipped to the image;
+    mirrored beyond it), so pixels inside the box see the same context as in a whole-image
+    prediction. Returns the probabilities and the box as a pair of slices.
+    """
+    y0, y1, x0, x1 = _bbox(sl.region)
+    c = max(model.border, model.context)
+    h, w = sl.region.shape
+    cy0, cy1, cx0, cx1 = max(0, y0 - c), min(h, y1 + c), max(0, x0 - c), min(w, x1 + c)
+    probs = predict_tiled(
+        model, sl.image[:, cy0:cy1, cx0:cx1], channel_axis=0, device=device, normalize_input=False,
+        batch_size=1 if device.type == "cpu" else 8,
+    )
+    probs = probs[:, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+    return probs, (slice(y0, y1), slice(x0, x1))
+
+
+def evaluate(
+    model: SegmentationNet,
+    slices: list[PreparedSlice],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device,
+    semantic: bool,
+) -> dict[str, float]:
+    """Validation metrics of ``model`` on held-out samples (see the module docstring).
+
+    Returns
+    -------
+    dict
+        'val_loss', 'val_foreground_iou', 'val_dice', and 'val_ap50' (binary mode) or
+        'val_miou' (semantic mode).
+    """
+    n_classes = model.config.n_classes
+    was_training = model.training
+    model.eval()
+    loss_sum = weight_sum = 0.0
+    conf = np.zeros((n_classes, n_classes), np.int64)
+    bf1_sum = bf1_n = 0.0
+    tp = fp = fn = 0
+    try:
+        for sl in slices:
+            probs, box = predict_region(model, sl, device)
+            region = sl.region[box]
+            target = sl.target[box]
+            weight = sl.weight[box]
+            logp = torch.from_numpy(np.log(np.clip(probs, 1e-7, 1.0)))[None]
+            w_total = float(weight.sum())
+            if w_total > 0:
+                loss = loss_fn(logp, torch.from_numpy(target)[None], torch.from_numpy(weight)[None])
+                loss_sum += float(loss) * w_total
+                weight_sum += w_total
+            pred = probs.argmax(0)
+            m = segmentation_metrics(pred, target, n_classes=n_classes, mask=region)
+            conf += m["confusion"]
+            if not math.isnan(m["boundary_f1"]):
+                bf1_sum += m["boundary_f1"] * m["n_pixels"]
+                bf1_n += m["n_pixels"]
+            if not semantic and sl.instances is not None:
+                inst = probabilities_to_instances(probs)
+                inst[~region] = 0
+                match = match_instances(inst, np.where(region, sl.instances[box], 0), 0.5)
+                tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
+    finally:
+        model.train(was_training)
+    fg_tp, fg_fp, fg_fn = int(conf[1:, 1:].sum()), int(conf[0, 1:].sum()), int(conf[1:, 0].sum())
+    n = int(conf.sum())
+    out = {
+        "val_loss": loss_sum / weight_sum if weight_sum else math.nan,
+        "val_foreground_iou": fg_tp / (fg_tp + fg_fp + fg_fn) if fg_tp + fg_fp + fg_fn else 1.0,
+        "val_dice": 2 * fg_tp / (2 * fg_tp + fg_fp + fg_fn) if fg_tp + fg_fp + fg_fn else 1.0,
+        "val_pixel_error": 1.0 - float(np.trace(conf)) / n if n else math.nan,
+        "val_boundary_f1": bf1_sum / bf1_n if bf1_n else math.nan,
+    }
+    if semantic:
+        union = conf.sum(0) + conf.sum(1) - np.diag(conf)
+        present = union > 0
+        out["val_miou"] = float((np.diag(conf)[present] / union[present]).mean()) if present.any() else 1.0
+    else:
+        out["val_ap50"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
+    return out
