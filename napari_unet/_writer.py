@@ -19,7 +19,8 @@ def _axes_and_sizes(data: np.ndarray, meta: dict) -> tuple[str, tuple[float, ...
     axes = default_axes(data.ndim)
     if meta.get("rgb"):
         axes = axes[1:] + "S"
-    scale = tuple(float(s) for s in (meta.get("scale") or (1.0,) * data.ndim))
+    raw = meta.get("scale")
+    scale = tuple(float(s) for s in raw) if raw is not None and len(raw) else (1.0,) * data.ndim
     scale = scale[-data.ndim :] if len(scale) >= data.ndim else (1.0,) * (data.ndim - len(scale)) + scale
     return axes, scale
 

@@ -1,0 +1,256 @@
+"""A Qt form generated from an engine config dataclass, so the GUI never copies a default.
+
+The form reads the fields, types, defaults and (numpydoc ``Attributes``) descriptions of a frozen
+config dataclass such as :class:`unet_core.config.TrainConfig`, makes one editor per simple field
+(bool -> check box, int -> spin box, float -> spin box, str with known choices -> combo box,
+optional number -> spin box whose minimum means "none") and returns an updated instance with
+:meth:`ConfigForm.value`. New engine options appear in the GUI without a GUI change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLineEdit,
+    QSpinBox,
+    QWidget,
+)
+
+#: choices of string options: field name -> callable returning the allowed values
+CHOICES: dict[str, Callable[[], Sequence[str]]] = {}
+
+
+def _fixed(*values: str) -> Callable[[], list[str]]:
+    return partial(list, values)
+
+
+def _architectures() -> list[str]:
+    from unet_core.models import available_architectures
+
+    return list(available_architectures())
+
+
+def _losses() -> list[str]:
+    try:
+        from unet_core.training.losses import available_losses
+    except ImportError:
+        return []
+    return list(available_losses())
+
+
+def _devices() -> list[str]:
+    from unet_core.device import available_devices
+
+    return ["auto", *available_devices()]
+
+
+CHOICES.update(
+    {
+        "arch": _architectures,
+        "padding": _fixed("valid", "same"),
+        "up_mode": _fixed("transpose", "bilinear"),
+        "optimizer": _fixed("adam", "sgd"),
+        "loss": _losses,
+        "device": _devices,
+        "mode": _fixed("percentile", "minmax", "none"),
+        "schedule": _fixed("cosine", "constant"),
+        "time_clock": _fixed("wall", "process"),
+    }
+)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Descriptions of a dataclass's attributes from its numpydoc ``Attributes`` section."""
+    doc = cls.__doc__ or ""
+    out: dict[str, str] = {}
+    current = None
+    in_attrs = False
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes":
+            in_attrs = True
+            continue
+        if not in_attrs or set(stripped) == {"-"}:
+            continue
+        m = re.match(r"^(\w+(?:, \w+)*)\s*:", stripped)
+        if m and line.startswith("    ") and not line.startswith("        "):
+            current = [n.strip() for n in m.group(1).split(",")]
+            for n in current:
+                out[n] = ""
+        elif current and stripped:
+            for n in current:
+                out[n] = (out[n] + " " + stripped).strip()
+    return out
+
+
+def _is_optional_number(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return type(None) in args and any(a in (int, float) for a in args)
+
+
+def _is_optional_bool(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return type(None) in args and bool in args
+
+
+#: texts of an optional bool (None = let the engine decide)
+TRISTATE = {"auto": None, "on": True, "off": False}
+
+
+class ConfigForm(QWidget):
+    """Editors for the simple fields of a config dataclass instance.
+
+    Parameters
+    ----------
+    config : dataclass instance
+        Supplies the field types and the initial values (normally the engine defaults).
+    fields : sequence of str, optional
+        Which fields to show, in order (default: every simple field).
+    exclude : sequence of str
+        Fields not to show (nested configs are never shown).
+    labels : dict, optional
+        Display labels per field (default: the field name in words).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        fields: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        labels: dict[str, str] | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self._config = config
+        self._types = typing.get_type_hints(type(config))
+        docs = field_docs(type(config))
+        self._docs = docs
+        names = [f.name for f in dataclasses.fields(config)]
+        if fields is not None:
+            names = [n for n in fields if n in names]
+        self.editors: dict[str, QWidget] = {}
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for name in names:
+            if name in exclude:
+                continue
+            editor = self._make_editor(name, getattr(config, name))
+            if editor is None:
+                continue
+            editor.setToolTip(docs.get(name, ""))
+            editor.setObjectName(name)
+            self.editors[name] = editor
+            text = (labels or {}).get(name, name.replace("_", " "))
+            layout.addRow(text, editor)
+
+    # -- building ------------------------------------------------------------------------------
+    def _make_editor(self, name: str, value: Any) -> QWidget | None:
+        tp = self._types.get(name)
+        if dataclasses.is_dataclass(value) or isinstance(value, tuple | list | dict):
+            return None
+        if isinstance(value, bool) and not _is_optional_bool(tp):
+            box = QCheckBox()
+            box.setChecked(value)
+            return box
+        if _is_optional_bool(tp):
+            combo = QComboBox()
+            combo.addItems(list(TRISTATE))
+            combo.setCurrentText(next(k for k, v in TRISTATE.items() if v is value))
+            return combo
+        if _is_optional_number(tp):
+            doc = self._docs.get(name, "").lower()
+            integer = int in typing.get_args(tp) and float not in typing.get_args(tp)
+            spin = QSpinBox() if integer else QDoubleSpinBox()
+            spin.setRange(0, 2**31 - 1) if integer else spin.setRange(0.0, 1e9)
+            if not integer:
+                spin.setDecimals(1)
+            # the minimum means None: "auto" where the engine then chooses, else "none"
+            spin.setSpecialValueText("auto" if ("auto" in doc or "per device" in doc) else "none")
+            spin.setValue(0 if value is None else value)
+            return spin
+        if isinstance(value, int):
+            spin = QSpinBox()
+            spin.setRange(0 if value >= 0 else -(2**31), 2**31 - 1)
+            spin.setValue(value)
+            return spin
+        if isinstance(value, float):
+            spin = QDoubleSpinBox()
+            decimals = 6 if 0 < abs(value) < 0.01 else 3
+            spin.setDecimals(decimals)
+            spin.setRange(-1e9 if value < 0 else 0.0, 1e9)
+            spin.setSingleStep(10 ** -(decimals - 1) if value and abs(value) < 1 else 1.0)
+            spin.setValue(value)
+            return spin
+        if isinstance(value, str):
+            choices = list(CHOICES[name]()) if name in CHOICES else []
+            if choices:
+                combo = QComboBox()
+                combo.setEditable(name == "loss")  # losses combine: 'wce+0.5*dice'
+                combo.addItems(choices)
+                if value not in choices:
+                    combo.addItem(value)
+                combo.setCurrentText(value)
+                return combo
+            edit = QLineEdit(value)
+            return edit
+        return None
+
+    # -- reading / writing ---------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        """The edited value of field ``name``."""
+        editor = self.editors[name]
+        tp = self._types.get(name)
+        if isinstance(editor, QCheckBox):
+            return editor.isChecked()
+        if isinstance(editor, QComboBox):
+            if _is_optional_bool(tp):
+                return TRISTATE[editor.currentText()]
+            return editor.currentText()
+        if isinstance(editor, QLineEdit):
+            return editor.text()
+        if _is_optional_number(tp):
+            v = editor.value()
+            if v <= editor.minimum():
+                return None
+            return int(v) if isinstance(editor, QSpinBox) else float(v)
+        value = editor.value()
+        return int(value) if isinstance(editor, QSpinBox) else float(value)
+
+    def set(self, name: str, value: Any) -> None:
+        """Set the editor of field ``name`` to ``value``."""
+        editor = self.editors[name]
+        if isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, QComboBox) and _is_optional_bool(self._types.get(name)):
+            editor.setCurrentText(next(k for k, v in TRISTATE.items() if v is value))
+        elif isinstance(editor, QComboBox):
+            if editor.findText(str(value)) < 0:
+                editor.addItem(str(value))
+            editor.setCurrentText(str(value))
+        elif isinstance(editor, QLineEdit):
+            editor.setText(str(value))
+        else:
+            editor.setValue(editor.minimum() if value is None else value)
+
+    def value(self, base: Any | None = None) -> Any:
+        """``base`` (default: the initial config) with the edited fields replaced."""
+        base = self._config if base is None else base
+        changes = {}
+        for name in self.editors:
+            v = self.get(name)
+            if isinstance(v, float) and math.isnan(v):
+                continue
+            changes[name] = v
+        return dataclasses.replace(base, **changes)

@@ -1,0 +1,105 @@
+"""Predict and Export widgets: layers named and placed like the source, replace on re-run,
+cancel, use as annotations, export with overwrite question, and the npe2 writer via napari."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gui_support import add_sample, cpu_only, open_widget, project_home, registry, wait_job  # noqa: F401
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    from unet_core.checkpoint import save_checkpoint
+    from unet_core.config import ModelConfig
+    from unet_core.models import build_model
+
+    model = build_model(ModelConfig(depth=2, base_channels=4, padding="same"))
+    return save_checkpoint(tmp_path / "tiny.pt", model)
+
+
+def test_predict_replace_use_and_export(make_napari_viewer, qtbot, cpu_only, project_home, registry, tiny_model, tmp_path):  # noqa: F811
+    from unet_core.io import read_tiff
+
+    viewer = make_napari_viewer()
+    image, _ = add_sample(viewer)
+    widget = open_widget(viewer, "Predict")
+    widget.set_checkpoint(tiny_model)
+    widget.post_form.set("threshold", 0.0)  # an untrained net: call everything foreground
+    widget.post_form.set("split_touching", False)
+    assert widget.predict()
+    outcome = wait_job(qtbot, widget.runner)
+    assert outcome.ok, outcome.error
+    pred = viewer.layers["nuclei prediction"]
+    prob = viewer.layers["nuclei probability"]
+    assert pred.data.shape == prob.data.shape == image.data.shape
+    assert pred.data.max() >= 1
+    for layer in (pred, prob):
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
+    n_layers = len(viewer.layers)
+    assert widget.predict()
+    wait_job(qtbot, widget.runner)
+    assert len(viewer.layers) == n_layers  # replaced, not duplicated
+    # use as annotations
+    labels = widget.use_as_annotations()
+    assert labels.name == "nuclei labels"
+    np.testing.assert_array_equal(labels.data, viewer.layers["nuclei prediction"].data)
+    # export: writes, then asks before replacing
+    export = open_widget(viewer, "Export")
+    export.folder_edit.setText(str(tmp_path / "out"))
+    export.annotations_check.setChecked(True)
+    written = export.export()
+    assert sorted(p.name for p in written) == ["nuclei labels.tif", "nuclei prediction.tif"]
+    data, meta = read_tiff(tmp_path / "out" / "nuclei prediction.tif")
+    assert data.dtype == np.uint8 or data.dtype == np.uint16
+    np.testing.assert_array_equal(data, pred.data)
+    assert meta.pixel_size is not None and meta.pixel_size[-1] == pytest.approx(0.5)
+    asked = []
+    export.confirm_overwrite = lambda paths: asked.append(paths) or False
+    assert export.export() == [] and len(asked[0]) == 2
+
+
+def test_cancel_prediction(make_napari_viewer, qtbot, cpu_only, project_home, registry, tiny_model):  # noqa: F811
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((6, 256, 256), dtype=np.float32), name="stack")
+    widget = open_widget(viewer, "Predict")
+    widget.set_checkpoint(tiny_model)
+    widget.runner.progressed.connect(lambda _: widget.cancel())
+    assert widget.predict()
+    outcome = wait_job(qtbot, widget.runner)
+    assert outcome.stopped and "stack prediction" not in [layer.name for layer in viewer.layers]
+
+
+def test_current_slice_of_stack(make_napari_viewer, qtbot, cpu_only, project_home, registry, tiny_model):  # noqa: F811
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((3, 48, 48), dtype=np.float32), name="stack")
+    viewer.dims.set_current_step(0, 2)
+    widget = open_widget(viewer, "Predict")
+    widget.set_checkpoint(tiny_model)
+    widget.scope_combo.setCurrentText("current slice")
+    widget.post_form.set("threshold", 0.0)
+    assert widget.predict()
+    wait_job(qtbot, widget.runner)
+    pred = viewer.layers["stack prediction"].data
+    assert pred.shape == (3, 48, 48) and pred[2].any() and not pred[:2].any()
+
+
+def test_npe2_writer_through_napari_save(make_napari_viewer, tmp_path):
+    import napari
+
+    from unet_core.io import read_tiff
+
+    viewer = make_napari_viewer()
+    data = np.zeros((30, 40), np.int64)
+    data[3:9, 4:12] = 300
+    layer = viewer.add_labels(data, name="objects", scale=(2.0, 0.25))
+    out = tmp_path / "objects.tif"
+    written = napari.save_layers(str(out), [layer], plugin="napari-unet")
+    assert [str(p) for p in written] == [str(out)]
+    back, meta = read_tiff(out)
+    assert back.dtype == np.uint16  # never int64
+    np.testing.assert_array_equal(back, data)
+    assert meta.pixel_size[-2:] == pytest.approx((2.0, 0.25))
