@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test setup setup-test lint bench clean
+.PHONY: demo test setup setup-test lint bench docs clean
 
 $(STAMP_RUN): setup.cfg pyproject.toml scripts/setup-env.sh
 	scripts/setup-env.sh pyqt5
@@ -34,7 +34,7 @@ test: $(STAMP_TEST)
 	$(PY) -m pytest -q
 
 lint: $(STAMP_TEST)
-	$(VENV)/bin/ruff check src napari_unet tests benchmarks
+	$(VENV)/bin/ruff check src napari_unet tests benchmarks scripts
 
 # Benchmarks print tables (ratios against a baseline measured in the same run); several use the
 # ISBI 2012 data in ../shared/data/isbi2012 when present. Not part of the test suite.
@@ -44,6 +44,12 @@ bench: $(STAMP_TEST)
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_losses_metrics.py
+	$(PY) benchmarks/bench_responsiveness.py
+
+# Screenshots for docs/ from the real app (under Xvfb when there is no display)
+docs: $(STAMP_RUN)
+	@if [ -n "$$DISPLAY" ]; then $(PY) scripts/make_screenshots.py; \
+	else xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/make_screenshots.py; fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info .pytest_cache
