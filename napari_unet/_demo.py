@@ -10,6 +10,7 @@ Export; then it saves a screenshot of the window with the widgets docked and pri
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def run_headless_loop(out: Path, *, iterations: int = 150) -> dict[str, Path]:
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # the demo's autosaves belong to the demo, not to the user's own project folder
+    os.environ.setdefault("NAPARI_UNET_HOME", str(out / "project"))
     files = {
         "labels": out / "nuclei prediction.tif",
         "weights": out / "nuclei labels weights.tif",
