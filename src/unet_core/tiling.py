@@ -438,6 +438,7 @@ def iter_predict_tiled(
     amp: bool | str | None = "auto",
     channels_last: bool | None = None,
     memory_budget_bytes: int | None = None,
+    optimize: bool = True,
 ) -> Generator[Progress, None, np.ndarray]:
     """Predict class probabilities tile by tile, yielding progress.
 
@@ -470,6 +471,12 @@ def iter_predict_tiled(
         it measured 16 % slower, see docs/benchmarks-predict.md).
     memory_budget_bytes : int, optional
         Activation memory for one batch of tiles; default :func:`memory_budget`.
+    optimize : bool, default True
+        On the CPU (without AMP), run a U-Net through :class:`unet_core.inference.FastUNet`, an
+        inference-only graph computing the same function with faster kernels (batch norm
+        folded, channels-last 3x3 convolutions unless ``channels_last=False``); equal to the
+        plain module to float rounding (<= 1e-5). Other architectures, other devices or a
+        failure to build it use the plain module. False: always the plain module.
 
     Yields
     ------
@@ -503,7 +510,10 @@ def iter_predict_tiled(
 
     was_training = model.training
     model.to(dev).eval()
-    if use_cl:
+    net = _inference_net(model, dev, amp_dtype, channels_last) if optimize else None
+    if net is not None:
+        use_cl = False  # the optimised graph chooses its own layout
+    elif use_cl:
         model.to(memory_format=torch.channels_last)
     try:
         tile = tuple(tile_shape) if tile_shape is not None else choose_tile_shape(
@@ -528,7 +538,7 @@ def iter_predict_tiled(
             while True:
                 try:
                     yield from _predict_slice(
-                        model, slab, lo, sc, out[z], plan, batch, dev, transforms, amp_dtype, use_cl,
+                        model if net is None else net, slab, lo, sc, out[z], plan, batch, dev, transforms, amp_dtype, use_cl,
                         z, n_slices, done_slices, t0,
                     )
                     break
@@ -542,6 +552,22 @@ def iter_predict_tiled(
             model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     return out[0] if single else out
+
+
+def _inference_net(model: SegmentationNet, dev: torch.device, amp_dtype, channels_last: bool | None):
+    """The optimised CPU inference graph of ``model``, or None to use the module itself."""
+    if dev.type != "cpu" or amp_dtype is not None:
+        return None
+    from .inference import FastUNet
+    from .models.unet import UNet
+
+    if not isinstance(model, UNet) or type(model).forward is not UNet.forward or "forward" in vars(model):
+        return None  # another architecture, or a forward replaced on a subclass or the instance
+    try:
+        return FastUNet(model, channels_last=True if channels_last is None else bool(channels_last)).eval()
+    except Exception as exc:  # noqa: BLE001 - an unexpected layer layout: the plain module is exact
+        log.debug("no optimised inference graph for %s (%s); using the module", type(model).__name__, exc)
+        return None
 
 
 def _shrink(model, hw, plan: TilePlan, batch: int, dev: torch.device, exc: BaseException) -> tuple[TilePlan, int]:
