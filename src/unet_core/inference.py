@@ -93,6 +93,10 @@ class FastUNet(nn.Module):
             return [(keep(w), keep(b), p) for w, b, p in _double_conv_params(seq)]
 
         self.enc = [dconv(e) for e in net.encoders]
+        # the first convolution runs in NCHW (explicit strides: with one input channel a
+        # channels-last weight also counts as contiguous, and oneDNN would pick its slow kernel)
+        w0 = self.enc[0][0][0]
+        self.first_w = torch.empty(w0.shape, dtype=w0.dtype, device=w0.device).copy_(w0)
         self.bottleneck = dconv(net.bottleneck)
         self.dec = []
         for d in net.decoders:
@@ -158,8 +162,8 @@ class FastUNet(nn.Module):
         for level, layers in enumerate(self.enc):
             if self.cl and level == 0:
                 # oneDNN's channels-last kernel for one input channel is slow: NCHW, then convert
-                w, b, p = layers[0]
-                x = torch.relu_(F.conv2d(x, w.contiguous(), b, padding=p))
+                _, b, p = layers[0]
+                x = torch.relu_(F.conv2d(x.contiguous(), self.first_w, b, padding=p))
                 x = self._dconv(x.contiguous(memory_format=torch.channels_last), layers[1:])
             else:
                 x = self._dconv(x, layers)
