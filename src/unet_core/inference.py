@@ -1,40 +1,32 @@
-"""Inference-only forward graphs for CPU prediction (used by the tiler, never for training).
+"""Inference-only forward graph of the U-Net for CPU prediction (used by the tiler, never for training).
 
-:class:`FastUNet` computes exactly the function of a :class:`~unet_core.models.unet.UNet` in
-eval mode (to float rounding, <= 1e-5 on probabilities) with cheaper kernels, measured on a
-2-core AVX-512 Xeon with one torch thread (see docs/benchmarks-predict.md):
+:class:`FastUNet` computes the function of a :class:`~unet_core.models.unet.UNet` in eval mode
+(equal to float rounding: <= 1e-5 on logits and probabilities, tested) with cheaper kernels.
+Measured on the 2-core AVX-512 Xeon VM, one torch thread, 876^2 input tile of the 4-level,
+16-channel net (docs/benchmarks-predict.md):
 
-- batch norm folded into the preceding convolution (``w * g / sqrt(v + eps)``);
-- 2x2 max-pooling as two strided ``torch.maximum`` calls (8x faster than ``max_pool2d``,
-  which computes indices on the CPU even when they are not asked for);
-- the 2x2 stride-2 up-convolution as a 1x1 convolution to ``4 * c_out`` channels followed by
-  ``pixel_shuffle`` (3x faster than oneDNN's transposed convolution, bitwise equal here);
-- optionally channels-last activations, where oneDNN's 3x3 convolutions with few channels are
-  faster than in NCHW.
+- 2x2 max-pooling as two strided ``torch.maximum`` calls in NCHW (19 ms instead of 148 ms for
+  the first level: ``max_pool2d`` computes indices on the CPU) or ``max_pool2d`` in
+  channels-last (20 ms);
+- the 2x2 stride-2 up-convolution as one GEMM to ``4 * c_out`` channels written, together with
+  the cropped skip map, straight into the concatenation buffer (channels-last), or a 1x1
+  convolution + ``pixel_shuffle`` (NCHW; 55 ms instead of 178 ms for the last level);
+- channels-last activations for the 3x3 convolutions (oneDNN's kernels with 16-64 channels were
+  1.2-1.5x faster than NCHW), except the first convolution (one input channel: NCHW is faster);
+- batch norm folded into the preceding convolution (``w * g / sqrt(v + eps)``).
 
-:func:`optimized_forward` returns a callable for a model, a tile shape, dtype and device: the
-:class:`FastUNet` traced and frozen with TorchScript for that input shape (tiles of one plan all
-share a shape), kept in a small cache. Anything that fails (other architectures, tracing errors)
-falls back to the plain module, logged at debug level.
+The whole tile's forward pass went from 1.16-2.0 s to 0.6-1.0 s. TorchScript
+(``jit.trace`` + ``jit.freeze``, ``optimize_for_inference``) was measured on top and gave no
+further gain (``optimize_for_inference`` made the channels-last graph 2x slower), so the graph
+runs eagerly and is rebuilt per prediction call (copying the weights takes milliseconds), which
+also means a model trained further between calls is never served stale weights.
 """
 
 from __future__ import annotations
 
-import logging
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-log = logging.getLogger(__name__)
-
-#: traced graphs kept (keyed by model, input shape, dtype, device, layout)
-CACHE_SIZE = 4
-
-_cache: OrderedDict[tuple, tuple[weakref.ref, Callable[[torch.Tensor], torch.Tensor]]] = OrderedDict()
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,12 +74,9 @@ class FastUNet(nn.Module):
         self.same = net.config.padding == "same"
         self.m = int(net.size_multiple)
         fmt = torch.channels_last if self.cl else torch.contiguous_format
-        self._params: list[torch.Tensor] = []
 
         def keep(t: torch.Tensor) -> torch.Tensor:
-            t = t.contiguous(memory_format=fmt) if t.dim() == 4 else t.contiguous()
-            self._params.append(t)
-            return t
+            return t.contiguous(memory_format=fmt) if t.dim() == 4 else t.contiguous()
 
         def dconv(seq):
             return [(keep(w), keep(b), p) for w, b, p in _double_conv_params(seq)]
@@ -109,7 +98,6 @@ class FastUNet(nn.Module):
                 # channels-last variant: rows ordered (ky, kx, co), a GEMM on the (NHW, C) view
                 wcl = wt.permute(2, 3, 1, 0).reshape(4 * c_out, c_in).t().contiguous()
                 bcl = d.up.bias.detach().repeat(4).contiguous()
-                self._params += [wcl, bcl]
                 up = ("shuffle", keep(w1), keep(b1), wcl, bcl)
             else:  # bilinear upsampling + 1x1 convolution
                 conv = d.up[1]

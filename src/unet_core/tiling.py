@@ -43,8 +43,11 @@ log = logging.getLogger(__name__)
 CPU_MAX_TILE = 1024
 #: largest automatic output tile edge on a GPU
 GPU_MAX_TILE = 2048
-#: activation-memory budget on the CPU, at most this many bytes (and 1/4 of the available RAM)
-CPU_BUDGET_CAP = 768 * 2**20
+#: activation-memory budget on the CPU, at most this many bytes (and 1/4 of the available RAM);
+#: 512 MiB gives 700^2 -> 516^2 tiles for the 4-level, 16-channel U-Net: with the optimised CPU
+#: graph these were within 5 % of the 876^2 tiles of a 768 MiB budget at 150 MB less peak RSS,
+#: below MONAI's (docs/benchmarks-predict.md, run 7)
+CPU_BUDGET_CAP = 512 * 2**20
 #: share of the free GPU memory used for one batch of activations
 GPU_BUDGET_FRACTION = 0.6
 #: largest automatic batch size (GPU)
@@ -467,8 +470,9 @@ def iter_predict_tiled(
     amp : 'auto', 'bf16', 'fp16', bool or None
         Mixed precision. 'auto' = bf16 (fp16 where unsupported) on CUDA, off elsewhere.
     channels_last : bool, optional
-        Run convolutions in channels-last layout; default: on for CUDA, off on the CPU (where
-        it measured 16 % slower, see docs/benchmarks-predict.md).
+        Run convolutions in channels-last layout; default: on for CUDA; on the CPU on in the
+        optimised graph (``optimize=True``, 1.1x faster there) and off for the plain module
+        (where it measured 16 % slower, see docs/benchmarks-predict.md).
     memory_budget_bytes : int, optional
         Activation memory for one batch of tiles; default :func:`memory_budget`.
     optimize : bool, default True
