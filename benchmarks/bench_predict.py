@@ -8,7 +8,8 @@ probabilities against the whole-image pass of the same network.
 
 Contenders (4-level U-Net, 16 base channels, He-initialised with a fixed seed):
 - ``ours-valid``: :func:`unet_core.predict_tiled` on the paper's unpadded ('valid') net, automatic
-  tiles (or ``--tile``);
+  tiles (or ``--tile``), with the optimised CPU graph (:mod:`unet_core.inference`; ``--plain`` adds
+  the plain module, ``optimize=False``, for the same-run comparison);
 - ``whole-valid``: one forward pass over the whole mirror-padded image (same net);
 - ``monai-same``: ``monai.inferers.sliding_window_inference`` on the 'same' variant of the net
   (identical weights), gaussian blending, swept over roi size / overlap / batch;
@@ -90,10 +91,11 @@ def worker(spec: dict) -> dict:
     if kind == "ours-valid":
         def run():
             return predict_tiled(valid, image, device="cpu", tile_shape=spec.get("tile"),
-                                 channels_last=spec.get("channels_last"))
+                                 channels_last=spec.get("channels_last"), optimize=spec.get("optimize", True))
     elif kind == "ours-same":
         def run():
-            return predict_tiled(same, image, device="cpu", tile_shape=spec.get("tile"))
+            return predict_tiled(same, image, device="cpu", tile_shape=spec.get("tile"),
+                                 optimize=spec.get("optimize", True))
     elif kind == "whole-valid":
         def run():
             return predict_whole(valid, image)
@@ -126,6 +128,7 @@ def worker(spec: dict) -> dict:
     extra["times"] = times
     extra["best_s"] = min(times)
     extra["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    extra["load"] = os.getloadavg()[0]
     if spec.get("save"):
         np.save(spec["save"], out.astype(np.float32))
     return extra
@@ -156,6 +159,8 @@ def main() -> None:
                     help="MONAI setting to run (repeatable; default: a sweep of six)")
     ap.add_argument("--no-warmup", action="store_true", help="time every pass (no warm-up pass)")
     ap.add_argument("--channels-last", action="store_true", help="also run ours-valid in channels_last layout")
+    ap.add_argument("--plain", action="store_true",
+                    help="also run ours-valid with the plain module (optimize=False, the tiler before the optimised graph)")
     ap.add_argument("--skip-monai", action="store_true", help="no MONAI contenders")
     ap.add_argument("--skip-same", action="store_true", help="skip ours-same")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -179,6 +184,9 @@ def main() -> None:
         ("ours-valid (auto tiles)", {"kind": "ours-valid", "save": str(tmp / "ours.npy")}),
         ("whole-image pass (valid)", {"kind": "whole-valid", "save": str(tmp / "whole.npy")}),
     ]
+    if args.plain:
+        contenders.append(("ours-valid (auto tiles, plain module)",
+                           {"kind": "ours-valid", "optimize": False, "save": str(tmp / "ours_plain.npy")}))
     if args.channels_last:
         contenders.append(("ours-valid (auto tiles, channels_last)",
                            {"kind": "ours-valid", "channels_last": True, "save": str(tmp / "ours_cl.npy")}))
@@ -206,7 +214,7 @@ def main() -> None:
             print(f"{name}: failed: {res['error']}", file=sys.stderr)
         else:
             print(f"  {name}: best {res['best_s']:.2f}s  times {' '.join(f'{t:.2f}' for t in res['times'])}  "
-                  f"maxrss {res['maxrss_mb']:.0f} MB", file=sys.stderr, flush=True)
+                  f"maxrss {res['maxrss_mb']:.0f} MB  load {res['load']:.1f}", file=sys.stderr, flush=True)
 
     whole = np.load(tmp / "whole.npy") if (tmp / "whole.npy").exists() else None
     monai = {k: v for k, v in results.items() if k.startswith("MONAI") and "best_s" in v}

@@ -381,3 +381,47 @@ def test_cli_predict_stack_and_channels(tmp_path):
     assert main(["predict", str(tmp_path / "m2.pt"), str(tmp_path / "cyx.tif"), "-o", str(tmp_path / "l2.tif")]) == 0
     labels, meta = read_tiff(tmp_path / "l2.tif")
     assert labels.shape == (30, 40) and meta.axes == "YX"  # channel axis taken from the TIFF, dropped
+
+
+# ------------------------------------------------------------------------------ optimised CPU graph
+@pytest.mark.parametrize("kw", [
+    dict(padding="valid"),
+    dict(padding="valid", batch_norm=True, up_mode="bilinear", in_channels=2, n_classes=3),
+    dict(padding="same", batch_norm=True, depth=3),
+])
+def test_optimized_graph_equals_plain_module(kw):
+    from unet_core.inference import FastUNet
+
+    net = _net(**{"depth": 2, "base": 4, **kw})
+    for mod in net.modules():  # non-trivial batch-norm statistics, so folding is really tested
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    hw = (net.valid_input_size(37), net.valid_input_size(45)) if net.border else (37, 42)  # 'same': odd
+    x = torch.rand(2, net.config.in_channels, *hw)
+    with torch.inference_mode():
+        ref = net(x)
+        for cl in (False, True):
+            got = FastUNet(net, channels_last=cl).eval()(x)
+            assert got.shape == ref.shape and got.is_contiguous()
+            torch.testing.assert_close(got, ref, atol=TOL, rtol=0, msg=f"channels_last={cl}")
+
+
+def test_optimized_tiling_is_exact_and_tile_size_independent(valid_net, caplog):
+    img = np.random.default_rng(14).random((75, 58)).astype(np.float32)
+    ref = _reference(valid_net, img)
+    plain = predict_tiled(valid_net, img, optimize=False)
+    np.testing.assert_allclose(plain, ref, atol=TOL)
+    for tile in (8, (21, 33), None):
+        for cl in (None, False):
+            got = predict_tiled(valid_net, img, tile_shape=tile, channels_last=cl)
+            np.testing.assert_allclose(got, ref, atol=TOL, err_msg=f"tile {tile}, channels_last {cl}")
+    # a network the optimised graph cannot copy falls back to the plain module (logged at debug)
+    net = _net("valid")
+    net.decoders[0].conv.append(torch.nn.Identity())  # an unexpected layer inside a DoubleConv
+    with caplog.at_level("DEBUG", logger="unet_core.tiling"):
+        got = predict_tiled(net, img, tile_shape=32)
+    np.testing.assert_allclose(got, ref, atol=TOL)
+    assert "no optimised inference graph" in caplog.text
