@@ -19,14 +19,7 @@ from unet_core.models.fcn import (
 )
 from unet_core.tiling import iter_predict_tiled, predict_tiled
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets run fastest on one thread (and don't fight the other tests for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 TINY = 1 / 16  # FCN: 4..32 conv channels, fc 256; DeepLab: 4..32 channels

@@ -7,14 +7,7 @@ import torch
 from unet_core.config import AugmentConfig
 from unet_core.training.augment import Augmenter, source_size
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 NONE = AugmentConfig(
     elastic_sigma=0.0, flip=False, rot90=False, rotation=False, scale=(1.0, 1.0), gamma=(1.0, 1.0),

@@ -17,14 +17,7 @@ from unet_core.training.losses import (
     weighted_cross_entropy,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a loaded machine they cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 SINGLE = ("wce", "dice", "lovasz", "boundary")

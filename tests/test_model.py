@@ -14,14 +14,7 @@ from unet_core.errors import InputError
 from unet_core.models import build_model
 from unet_core.models.unet import UNet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared: one intra-op thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_exported_and_paper_defaults():

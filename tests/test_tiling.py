@@ -25,13 +25,7 @@ from unet_core.tiling import (
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared: one intra-op thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _net(padding="valid", depth=2, base=4, in_channels=1, seed=0, **kw) -> UNet:

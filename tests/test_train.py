@@ -18,14 +18,7 @@ from unet_core.training.data import (
 from unet_core.training.losses import weighted_cross_entropy
 from unet_core.training.trainer import learning_rate, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = TrainConfig(
     model=ModelConfig(depth=1, base_channels=4, batch_norm=True),

@@ -13,13 +13,7 @@ from unet_core.errors import CheckpointError
 from unet_core.training.data import TrainingPair, fingerprint
 from unet_core.training.trainer import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 CFG = TrainConfig(
