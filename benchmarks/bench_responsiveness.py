@@ -75,16 +75,13 @@ class LatencyProbe:
         return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()), "ticks": len(late)}
 
 
-def run_main_thread(gen) -> None:
+def run_main_thread(gen):
     """Drain an engine generator in the GUI thread, processing events between steps."""
     from qtpy.QtWidgets import QApplication
 
-    while True:
-        try:
-            next(gen)
-        except StopIteration:
-            break
-        QApplication.processEvents()
+    from unet_core.progress import run_to_end
+
+    return run_to_end(gen, lambda _record: QApplication.processEvents())
 
 
 class ProgressiveRows(list):
@@ -142,16 +139,7 @@ def predict_main(model, image) -> None:
     from unet_core.postprocess import probabilities_to_instances
     from unet_core.tiling import iter_predict_tiled
 
-    gen = iter_predict_tiled(model, image, device="cpu")
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            probs = stop.value
-            break
-        from qtpy.QtWidgets import QApplication
-
-        QApplication.processEvents()
+    probs = run_main_thread(iter_predict_tiled(model, image, device="cpu"))
     probabilities_to_instances(probs)
 
 

@@ -41,14 +41,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def fg_iou(pred: np.ndarray, true: np.ndarray) -> float:
     inter = np.logical_and(pred, true).sum()
     union = np.logical_or(pred, true).sum()
@@ -79,6 +71,7 @@ def paint_window(labels: np.ndarray, n_target: int = 50) -> tuple[np.ndarray, np
 def synthetic(budget: float, seed: int) -> dict:
     from unet_core.config import TrainConfig
     from unet_core.postprocess import probabilities_to_instances
+    from unet_core.progress import run_to_end
     from unet_core.sample_data import synthetic_nuclei
     from unet_core.tiling import predict_tiled
     from unet_core.training.data import TrainingPair
@@ -89,7 +82,7 @@ def synthetic(budget: float, seed: int) -> dict:
     test_image, test_labels = synthetic_nuclei((512, 512), seed=1)
     cfg = TrainConfig(iterations=10**9, time_limit=budget, time_clock="process", device="cpu", seed=seed)
     c0 = time.process_time()
-    result = _drain(train([TrainingPair(image, painted, region, name="synthetic")], cfg))
+    result = run_to_end(train([TrainingPair(image, painted, region, name="synthetic")], cfg))
     train_cpu = time.process_time() - c0
     out = {
         "experiment": "synthetic", "budget_cpu_s": budget, "train_cpu_s": round(train_cpu, 1),
@@ -165,6 +158,7 @@ def isbi(budget: float, seed: int, root: Path, random_forest: bool = True) -> di
     from scipy import ndimage as ndi
 
     from unet_core.config import TrainConfig
+    from unet_core.progress import run_to_end
     from unet_core.tiling import predict_tiled
     from unet_core.training.data import TrainingPair
     from unet_core.training.trainer import train
@@ -180,7 +174,7 @@ def isbi(budget: float, seed: int, root: Path, random_forest: bool = True) -> di
     cfg = TrainConfig(iterations=10**9, time_limit=budget, time_clock="process", device="cpu",
                       seed=seed, val_fraction=0.0)
     pairs = [TrainingPair(vol[train_idx], instances[train_idx], name="isbi 0-19")]
-    result = _drain(train(pairs, cfg))
+    result = run_to_end(train(pairs, cfg))
     total_train = time.process_time() - c0
     c1 = time.process_time()
     probs = predict_tiled(result.model, vol[test_idx], device="cpu")

@@ -17,6 +17,7 @@ from unet_core.models.fcn import (
     bilinear_kernel,
     load_vgg16_weights,
 )
+from unet_core.progress import run_to_end
 from unet_core.tiling import iter_predict_tiled, predict_tiled
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -178,13 +179,9 @@ def test_checkpoint_roundtrip(tmp_path, key):
 
 
 def _predict_counting_tiles(net, image, **kwargs):
-    gen = iter_predict_tiled(net, image, device="cpu", **kwargs)
-    total = 0
-    while True:
-        try:
-            total = next(gen).total
-        except StopIteration as stop:
-            return stop.value, total
+    records = []
+    probs = run_to_end(iter_predict_tiled(net, image, device="cpu", **kwargs), records.append)
+    return probs, (records[-1].total if records else 0)
 
 
 @pytest.mark.parametrize("key", ["fcn32s", "fcn16s", "fcn8s", "deeplabv3plus-os16"])

@@ -10,6 +10,7 @@ from unet_core.config import ModelConfig, NormalizationConfig
 from unet_core.errors import InputError
 from unet_core.models.unet import UNet
 from unet_core.normalization import apply_normalization, normalization_stats, normalize
+from unet_core.progress import run_to_end
 from unet_core.tiling import (
     DIHEDRAL,
     choose_tile_shape,
@@ -307,12 +308,7 @@ def test_progress_and_cancellation(valid_net):
     valid_net.train()
     gen = iter_predict_tiled(valid_net, img, tile_shape=16)
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = run_to_end(gen, records.append)
     assert result.shape == (2, 2, 40, 40) and valid_net.training  # mode restored
     steps = [r.step for r in records]
     assert steps == sorted(steps) and steps[-1] == records[-1].total == len(records)

@@ -8,6 +8,7 @@ import torch
 
 from unet_core.config import ModelConfig, TrainConfig, resolve_train_config
 from unet_core.errors import InputError
+from unet_core.progress import run_to_end
 from unet_core.training.data import (
     TrainingPair,
     annotated_region,
@@ -39,12 +40,9 @@ def disks(shape=(64, 64), seed=0, n=6):
 
 
 def run(gen):
+    """Drain a training generator: (result, progress records)."""
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, records
+    return run_to_end(gen, records.append), records
 
 
 def params(model):

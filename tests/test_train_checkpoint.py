@@ -10,6 +10,7 @@ import torch
 from unet_core.checkpoint import load_checkpoint
 from unet_core.config import ModelConfig, TrainConfig
 from unet_core.errors import CheckpointError
+from unet_core.progress import run_to_end
 from unet_core.training.data import TrainingPair, fingerprint
 from unet_core.training.trainer import train
 
@@ -29,12 +30,9 @@ def pair(sample):
 
 
 def run(gen):
+    """Drain a training generator: (result, progress records)."""
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, records
+    return run_to_end(gen, records.append), records
 
 
 def test_checkpoint_holds_weights_config_and_provenance(tmp_path, pair):

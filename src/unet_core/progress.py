@@ -6,8 +6,11 @@ by closing the generator (or calling ``.close()``) between steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,24 @@ class Progress:
     def fraction(self) -> float:
         """Fraction done in [0, 1] (0 when the total is unknown)."""
         return min(1.0, self.step / self.total) if self.total else 0.0
+
+
+def run_to_end(
+    gen: Generator[Progress, None, R], on_progress: Callable[[Progress], object] | None = None
+) -> R:
+    """Drain a progress generator and return its result (``StopIteration.value``).
+
+    Parameters
+    ----------
+    gen : generator of Progress
+        A long-running engine job (``train``, ``iter_predict_tiled``, ...).
+    on_progress : callable, optional
+        Called with every record, e.g. ``records.append`` or a progress-bar update.
+    """
+    while True:
+        try:
+            record = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(record)

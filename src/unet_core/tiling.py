@@ -35,7 +35,7 @@ from .device import resolve_device
 from .errors import InputError
 from .models.base import SegmentationNet
 from .normalization import apply_normalization, check_image_values, normalization_stats
-from .progress import Progress
+from .progress import Progress, run_to_end
 
 log = logging.getLogger(__name__)
 
@@ -653,12 +653,7 @@ def predict_tiled(model: SegmentationNet, image: np.ndarray, **kwargs) -> np.nda
     -------
     ndarray of float32, ``(n_classes, Y, X)`` (or ``(Z, n_classes, Y, X)`` for stacks)
     """
-    gen = iter_predict_tiled(model, image, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(iter_predict_tiled(model, image, **kwargs))
 
 
 def predict_whole(model: SegmentationNet, image: np.ndarray, *, normalize_input: bool = True) -> np.ndarray:
