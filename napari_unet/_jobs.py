@@ -12,6 +12,7 @@ the viewer never freezes and never shows a traceback dialog for bad input.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -110,14 +111,19 @@ def drive(
             torch.set_num_threads(previous)
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    from unet_core.device import is_out_of_memory  # torch is loaded already (checked by the caller)
+
+    return is_out_of_memory(exc)
+
+
 def describe_error(exc: BaseException, what: str) -> str:
     """One line for a notification: what failed, why, and what to do."""
     from unet_core.errors import CheckpointError, InputError
 
     if isinstance(exc, InputError | CheckpointError):
         return f"{what}: {exc}"
-    text = str(exc)
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+    if "torch" in sys.modules and _is_out_of_memory(exc):
         return (
             f"{what}: out of memory. Reduce the batch size or tile size, use a smaller model, "
             "or choose the CPU device."

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from unet_core.arrays import crop_reflect, crop_zero, mirror_pad, reflect_index
 from unet_core.config import ModelConfig, NormalizationConfig
 from unet_core.errors import InputError
 from unet_core.models.unet import UNet
@@ -15,11 +16,9 @@ from unet_core.tiling import (
     DIHEDRAL,
     choose_tile_shape,
     iter_predict_tiled,
-    mirror_pad,
     plan_tiles,
     predict_tiled,
     predict_whole,
-    reflect_index,
     resolve_tta,
 )
 
@@ -415,3 +414,18 @@ def test_optimized_tiling_is_exact_and_tile_size_independent(valid_net, caplog):
         got = predict_tiled(net, img, tile_shape=32)
     np.testing.assert_allclose(got, ref, atol=TOL)
     assert "no optimised inference graph" in caplog.text
+
+
+def test_crop_helpers_nd():
+    rng = np.random.default_rng(3)
+    vol = rng.integers(0, 100, (2, 5, 7, 6))
+    pads = ((3, 9), (6, 2), (1, 4))
+    np.testing.assert_array_equal(mirror_pad(vol, pads), np.pad(vol, ((0, 0), *pads), mode="reflect"))
+    w = crop_reflect(vol, (1, 2, 0), (3, 4, 6))
+    assert np.shares_memory(w, vol)  # inside: a view
+    np.testing.assert_array_equal(w, vol[:, 1:4, 2:6, 0:6])
+    z = crop_zero(vol, (-2, 5, 3), (4, 4, 5))
+    expect = np.zeros((2, 4, 4, 5), vol.dtype)
+    expect[:, 2:, :2, :3] = vol[:, :2, 5:7, 3:6]
+    np.testing.assert_array_equal(z, expect)
+    assert not crop_zero(vol, (10, 0, 0), (2, 2, 2)).any()

@@ -42,3 +42,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "mps" and "mps" not in available_devices():
         raise InputError(f"device 'mps' is not available here; use one of: auto, {', '.join(available_devices())}")
     return dev
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory error of torch (CUDA, MPS) or of the CPU allocator."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)

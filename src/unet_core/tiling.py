@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import resolve_device
+from .arrays import as_channel_stack, crop_reflect
+from .device import is_out_of_memory, resolve_device
 from .errors import InputError
 from .models.base import SegmentationNet
 from .normalization import apply_normalization, check_image_values, normalization_stats
@@ -58,79 +59,6 @@ MAX_BATCH = 16
 DIHEDRAL: tuple[tuple[int, bool], ...] = (
     (0, False), (0, True), (2, True), (2, False), (1, False), (3, False), (1, True), (3, True),
 )
-
-
-# ------------------------------------------------------------------------------------- inputs
-def _as_cyx_stack(image: np.ndarray, channel_axis: int | None, in_channels: int) -> tuple[np.ndarray, bool]:
-    """A view ``(S, C, Y, X)`` of ``image`` and whether it was a single 2D image."""
-    image = np.asarray(image)
-    if image.size == 0:
-        raise InputError(f"the image is empty (shape {image.shape}); load a real image")
-    if image.dtype.kind not in "biuf":
-        raise InputError(f"image dtype {image.dtype} is not numeric; convert it to integers or floats")
-    if channel_axis is not None:
-        if not -image.ndim <= channel_axis < image.ndim:
-            raise InputError(
-                f"channel_axis={channel_axis} does not exist in an image of shape {image.shape}"
-            )
-        image = np.moveaxis(image, channel_axis, -3) if image.ndim >= 3 else image
-        if image.ndim < 3:
-            raise InputError(f"channel_axis given but the image {image.shape} has only two axes")
-    elif in_channels > 1:
-        raise InputError(
-            f"the model reads {in_channels} channels; pass channel_axis= to say which axis of the "
-            f"image {image.shape} holds them"
-        )
-    else:
-        if image.ndim < 2:
-            raise InputError(f"expected a 2D image (Y, X) or a stack, got shape {image.shape}")
-        image = image[..., None, :, :]
-    if image.shape[-3] != in_channels:
-        raise InputError(
-            f"the image has {image.shape[-3]} channel(s), the model reads {in_channels}; "
-            "choose the right channel axis or a model trained on this many channels"
-        )
-    if image.ndim == 3:
-        return image[None], True
-    if image.ndim == 4:
-        return image, False
-    raise InputError(
-        f"expected (Y, X), (C, Y, X), (Z, Y, X) or (Z, C, Y, X) input, got shape {image.shape}"
-    )
-
-
-def reflect_index(start: int, stop: int, n: int) -> slice | np.ndarray:
-    """Indices ``start..stop-1`` of an axis of length ``n`` extended by repeated reflection.
-
-    The same extension as ``np.pad(..., mode='reflect')`` for any pad width (period ``2n - 2``;
-    an axis of length 1 repeats its only pixel). Returns a slice when no reflection is needed.
-    """
-    if 0 <= start and stop <= n:
-        return slice(start, stop)
-    i = np.arange(start, stop)
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * n - 2
-    i = np.mod(i, period)
-    return np.where(i >= n, period - i, i)
-
-
-def _crop(slab: np.ndarray, y0: int, x0: int, shape: tuple[int, int]) -> np.ndarray:
-    """``slab[:, y0:y0+ty, x0:x0+tx]`` of the reflection-extended ``(C, Y, X)`` slab (raw dtype)."""
-    _, h, w = slab.shape
-    iy = reflect_index(y0, y0 + shape[0], h)
-    ix = reflect_index(x0, x0 + shape[1], w)
-    t = slab[:, iy]
-    return t[:, :, ix]
-
-
-def mirror_pad(x: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-    """Reflect-pad the last two axes (repeating the reflection when a pad exceeds the size).
-
-    Reference implementation of the virtual extension used by the tiler (tests, benchmarks).
-    """
-    idx = [reflect_index(-p[0], n + p[1], n) for p, n in zip(pads, x.shape[-2:])]
-    return x[..., idx[0], :][..., idx[1]]
 
 
 # ------------------------------------------------------------------------------------- planning
@@ -252,7 +180,7 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
         with torch.inference_mode():
             model(torch.zeros(1, model.config.in_channels, n, n, device=dev))
     except Exception as exc:  # noqa: BLE001 - out of memory already: assume every map at full size
-        if not _is_oom(exc):
+        if not is_out_of_memory(exc):
             raise
         seen = {i: 4 * n * n * mod.out_channels for i, mod in enumerate(model.modules())
                 if isinstance(mod, torch.nn.Conv2d | torch.nn.ConvTranspose2d)}
@@ -339,14 +267,6 @@ def choose_batch_size(
         budget = memory_budget(device)
     per_tile = activation_bytes_per_pixel(model) * plan.in_shape[0] * plan.in_shape[1]
     return int(max(1, min(MAX_BATCH, len(plan), budget // max(per_tile, 1))))
-
-
-def _is_oom(exc: BaseException) -> bool:
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    msg = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
 # ------------------------------------------------------------------------------------- options
@@ -499,7 +419,7 @@ def iter_predict_tiled(
         Empty, non-numeric or non-finite images, wrong channel count or axes.
     """
     cfg = model.config
-    stack, single = _as_cyx_stack(image, channel_axis, cfg.in_channels)
+    stack, single = as_channel_stack(image, channel_axis, cfg.in_channels)
     transforms = resolve_tta(tta)
     dev = resolve_device(device)
     amp_dtype = _resolve_amp(amp, dev)
@@ -547,7 +467,7 @@ def iter_predict_tiled(
                     )
                     break
                 except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
-                    if not _is_oom(exc):
+                    if not is_out_of_memory(exc):
                         raise
                     plan, batch = _shrink(model, (h, w), plan, batch, dev, exc)
             done_slices += 1
@@ -606,7 +526,7 @@ def _predict_slice(
     total = n * n_slices
     for i in range(0, n, batch):
         origins = plan.tiles[i : i + batch]
-        x = np.stack([apply_normalization(_crop(slab, y, x, plan.in_shape), lo, sc) for y, x in origins])
+        x = np.stack([apply_normalization(crop_reflect(slab, (y, x), plan.in_shape), lo, sc) for y, x in origins])
         with torch.inference_mode():
             probs = _run_batch(model, torch.from_numpy(x).to(dev), transforms, amp_dtype, use_cl)
             probs = probs.cpu().numpy()
@@ -669,19 +589,19 @@ def predict_whole(model: SegmentationNet, image: np.ndarray, *, normalize_input:
     ndarray of float32, ``(n_classes, Y, X)``
     """
     cfg = model.config
-    stack, _ = _as_cyx_stack(image, 0 if np.ndim(image) == 3 else None, cfg.in_channels)
+    stack, _ = as_channel_stack(image, 0 if np.ndim(image) == 3 else None, cfg.in_channels)
     slab = stack[0]
     lo, sc = (normalization_stats(slab, cfg.normalization, channel_axis=0) if normalize_input
               else (np.zeros(cfg.in_channels), np.ones(cfg.in_channels)))
     h, w = slab.shape[-2:]
     if model.border:
         b = model.border
-        x = _crop(slab, -b, -b, (model.valid_input_size(h), model.valid_input_size(w)))
+        x = crop_reflect(slab, (-b, -b), (model.valid_input_size(h), model.valid_input_size(w)))
         off = 0
     else:  # padded net: mirror context on all sides, up to a multiple of 2**depth
         m = model.size_multiple
         off = model.context + m if model.context else 0
-        x = _crop(slab, -off, -off, (-(-(h + 2 * off) // m) * m, -(-(w + 2 * off) // m) * m))
+        x = crop_reflect(slab, (-off, -off), (-(-(h + 2 * off) // m) * m, -(-(w + 2 * off) // m) * m))
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()

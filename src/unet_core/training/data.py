@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from ..arrays import as_channel_stack, crop_reflect, crop_zero, mirror_pad
 from ..config import ModelConfig, WeightMapConfig
 from ..errors import InputError
 from ..labels import as_instance_labels
@@ -117,26 +118,12 @@ def fingerprint(*arrays: np.ndarray | None) -> str:
 
 def _as_stack(pair: TrainingPair, in_channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Image (Z, C, Y, X), labels (Z, Y, X) and mask (Z, Y, X) or None, validated."""
-    img = np.asarray(pair.image)
     labels = np.asarray(pair.labels)
-    if img.size == 0 or labels.size == 0:
-        raise InputError(f"{pair.name}: the image or the labels are empty; load real data")
-    if pair.channel_axis is not None:
-        if not -img.ndim <= pair.channel_axis < img.ndim:
-            raise InputError(f"{pair.name}: channel_axis {pair.channel_axis} does not exist for shape {img.shape}")
-        img = np.moveaxis(img, pair.channel_axis, -3)
-    else:
-        img = img[..., None, :, :]
-    if img.ndim not in (3, 4):
-        raise InputError(
-            f"{pair.name}: expected a (Y, X), (C, Y, X), (Z, Y, X) or (Z, C, Y, X) image, got shape "
-            f"{np.asarray(pair.image).shape}; set channel_axis for multichannel images"
-        )
-    if img.shape[-3] != in_channels:
-        raise InputError(
-            f"{pair.name}: image has {img.shape[-3]} channel(s) but the model reads "
-            f"{in_channels}; set the channel axis or choose in_channels"
-        )
+    if labels.size == 0:
+        raise InputError(f"{pair.name}: the labels are empty; load real data")
+    img, single = as_channel_stack(pair.image, pair.channel_axis, in_channels, name=f"{pair.name}: the image")
+    if single:
+        img = img[0]
     spatial = img.shape[:-3] + img.shape[-2:]
     if labels.shape != spatial:
         raise InputError(
@@ -353,9 +340,8 @@ class TileSampler:
             # reach, so a tile is a plain slice of device memory: no per-step host copies
             self._pad = source + out_size
             for sl, tgt in zip(slices, self.targets):
-                mode = "reflect" if min(sl.image.shape[-2:]) > 1 else "edge"
                 pad2 = ((self._pad, self._pad), (self._pad, self._pad))
-                img = np.pad(sl.image, ((0, 0), *pad2), mode=mode)
+                img = mirror_pad(sl.image, pad2)
                 self._resident.append((
                     torch.from_numpy(img).to(self.device),
                     torch.from_numpy(np.pad(tgt, pad2)).to(self.device),
@@ -380,9 +366,9 @@ class TileSampler:
         xs, ys, ws = [], [], []
         for i, y0, x0 in self._windows(rng, n):
             sl = self.slices[i]
-            xs.append(crop_mirror(sl.image, y0, x0, self.source))
-            ys.append(crop_zero(self.targets[i], y0, x0, self.source))
-            ws.append(crop_zero(sl.weight, y0, x0, self.source))
+            xs.append(crop_reflect(sl.image, (y0, x0), (self.source,) * 2))
+            ys.append(crop_zero(self.targets[i], (y0, x0), (self.source,) * 2))
+            ws.append(crop_zero(sl.weight, (y0, x0), (self.source,) * 2))
         return np.stack(xs), np.stack(ys), np.stack(ws)
 
     def sample_tensors(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -430,32 +416,3 @@ def sample_tile(
     img, tgt, wt = sampler.sample(rng, 1)
     tgt = tgt.astype(np.int64)
     return img[0], tgt[0, border : border + out_size, border : border + out_size], wt[0, border : border + out_size, border : border + out_size]
-
-
-def crop_mirror(x: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
-    """``x[..., y0:y0+size, x0:x0+size]`` with mirror reflection past the borders."""
-    h, w = x.shape[-2:]
-    if 0 <= y0 and y0 + size <= h and 0 <= x0 and x0 + size <= w:
-        return np.ascontiguousarray(x[..., y0 : y0 + size, x0 : x0 + size])
-    yi = _reflect_index(np.arange(y0, y0 + size), h)
-    xi = _reflect_index(np.arange(x0, x0 + size), w)
-    return x[..., yi[:, None], xi[None, :]]
-
-
-def _reflect_index(i: np.ndarray, n: int) -> np.ndarray:
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * (n - 1)
-    i = np.mod(i, period)
-    return np.where(i >= n, period - i, i)
-
-
-def crop_zero(x: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
-    """``x[y0:y0+size, x0:x0+size]`` of a 2D array, zero past the borders."""
-    out = np.zeros((size, size), x.dtype)
-    h, w = x.shape
-    ys, xs = max(0, y0), max(0, x0)
-    ye, xe = min(h, y0 + size), min(w, x0 + size)
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = x[ys:ye, xs:xe]
-    return out

@@ -35,7 +35,7 @@ from ..config import (
     config_to_json,
     resolve_train_config,
 )
-from ..device import resolve_device
+from ..device import is_out_of_memory, resolve_device
 from ..errors import CheckpointError, InputError
 from ..models import SegmentationNet, build_model
 from ..progress import Progress
@@ -88,15 +88,6 @@ def best_path(output: str | os.PathLike) -> Path:
     """Where the best-validation checkpoint of a run writing ``output`` goes: ``NAME.best.pt``."""
     p = Path(output)
     return p.with_name(p.stem + ".best" + (p.suffix or ".pt"))
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is a (CUDA/MPS/CPU) out-of-memory error."""
-    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    msg = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
 def _encoder(model: SegmentationNet) -> torch.nn.Module:
