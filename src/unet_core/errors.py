@@ -15,3 +15,7 @@ class CheckpointError(UNetCoreError):
 
 class Cancelled(UNetCoreError):
     """A long-running job was stopped between steps; no partial result is returned as complete."""
+
+
+class JobCrashed(UNetCoreError):
+    """A job running in its own process ended without a result (killed, crashed, out of memory)."""
