@@ -81,3 +81,20 @@ def test_local_functions_are_refused():
 
     with pytest.raises(UNetCoreError, match="module level"):
         run_to_end(iter_in_process(local))
+
+
+def tensor_job(*, stop):
+    import torch
+
+    yield Progress("t", 0, 1)
+    net = torch.nn.Conv2d(1, 2, 3)
+    torch.nn.init.constant_(net.weight, 0.5)
+    return net
+
+
+def test_a_module_comes_back_by_value():
+    import torch
+
+    net = run_to_end(iter_in_process(tensor_job))
+    assert isinstance(net, torch.nn.Conv2d)
+    assert torch.all(net.weight == 0.5)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing as mp
+import pickle
 import queue
 import time
 from collections.abc import Callable, Generator
@@ -66,7 +67,9 @@ def _child_main(name: str, args: tuple, kwargs: dict, q: Any, stop: Any, threads
             try:
                 record = next(gen)
             except StopIteration as done:
-                q.put(("done", done.value))
+                # plain pickle: tensors by value (torch's queue reductions would share memory that
+                # dies with this process); the parent unpickles what its own child produced
+                q.put(("done", pickle.dumps(done.value, protocol=pickle.HIGHEST_PROTOCOL)))
                 return
             q.put(("progress", record))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
@@ -76,8 +79,6 @@ def _child_main(name: str, args: tuple, kwargs: dict, q: Any, stop: Any, threads
 
 def _portable_error(exc: BaseException) -> BaseException:
     """``exc`` itself when the parent can rebuild it (project errors, OSError, ...), else a summary."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
@@ -162,7 +163,7 @@ class ProcessJob:
                 yield payload
             elif kind == "done":
                 self.process.join(timeout=self.grace)
-                return payload
+                return pickle.loads(payload)  # noqa: S301 - our own child's result, not a file
             else:
                 self.process.join(timeout=self.grace)
                 raise payload
