@@ -79,15 +79,15 @@ def max_class_id(labels: np.ndarray, *, name: str = "labels") -> int:
     return int(labels.max()) if labels.size else 0
 
 
-def check_class_ids(labels: np.ndarray, n_classes: int, *, name: str = "labels") -> np.ndarray:
+def check_class_ids(labels: np.ndarray, n_classes: int | None = None, *, name: str = "labels") -> np.ndarray:
     """Semantic labels as int64 class ids, refusing ids the model cannot output.
 
     Parameters
     ----------
     labels : ndarray of int, any shape
         Class ids (0 = background).
-    n_classes : int
-        Classes the model outputs; ids must be below it.
+    n_classes : int, optional
+        Classes the model outputs; ids must be below it (default: no limit).
 
     Raises
     ------
@@ -95,7 +95,7 @@ def check_class_ids(labels: np.ndarray, n_classes: int, *, name: str = "labels")
         Non-integer or negative ids, or an id ``>= n_classes``.
     """
     top = max_class_id(labels, name=name)
-    if top >= n_classes:
+    if n_classes is not None and top >= n_classes:
         raise InputError(
             f"{name}: labels contain class id {top} but the model has "
             f"{n_classes} classes; train a new model or relabel"
