@@ -106,3 +106,21 @@ def test_preview_is_the_training_map_of_a_painted_slice(make_napari_viewer, qtbo
     assert widget.compute()
     wait_job(qtbot, widget.runner)
     assert not widget.weights_layer().data[2].any() and "skips" in widget.status.text()
+
+
+def test_put_slice_keeps_other_slices_and_offsets_ids(make_napari_viewer):
+    from napari_unet._layers import put_slice
+
+    viewer = make_napari_viewer()
+    part = np.zeros((4, 5), np.uint32)
+    part[1:3, 1:3] = 1
+    layer = put_slice(viewer, "labels", "p", part, 0, (3, 4, 5), offset_ids=True, opacity=0.6)
+    assert layer.data.shape == (3, 4, 5) and layer.opacity == 0.6
+    again = put_slice(viewer, "labels", "p", part, 2, (3, 4, 5), offset_ids=True)
+    assert again is layer and len(viewer.layers) == 1  # updated in place
+    assert set(np.unique(layer.data[0])) == {0, 1} and set(np.unique(layer.data[2])) == {0, 2}
+    whole = put_slice(viewer, "image", "w", np.ones((4, 5), np.float32), None, (4, 5))
+    assert whole.data.shape == (4, 5)
+    # a layer of another shape is replaced by a fresh stack
+    img = put_slice(viewer, "image", "w", np.full((4, 5), 2, np.float32), 1, (2, 4, 5))
+    assert img.data.shape == (2, 4, 5) and not img.data[0].any() and img.data[1].min() == 2
