@@ -215,6 +215,25 @@ def boundary_weight_map(
     InputError
         Invalid labels, mask shape, ``sigma``/``w0``/``sampling`` or ``region``.
     """
+    labels, mask = _check_inputs(labels, mask, w0=w0, sigma=sigma)
+    labels = _relabel_ordered(labels)
+    box = _check_region(region, labels.shape)
+    kw = dict(w0=float(w0), sigma=float(sigma), class_balance=class_balance, separate_touching=separate_touching)
+    if labels.ndim == 3 and per_slice:
+        if sampling is not None and np.ndim(sampling) == 1 and len(sampling) == 3:
+            sampling = tuple(sampling)[1:]
+        spacing = _check_sampling(sampling, 2)
+        out = np.zeros(tuple(b.stop - b.start for b in box), np.float32)
+        for k, z in enumerate(range(box[0].start, box[0].stop)):
+            out[k] = _weight_map(labels[z], None if mask is None else mask[z], spacing, box[1:], **kw)
+        return out
+    return _weight_map(labels, mask, _check_sampling(sampling, labels.ndim), box, **kw)
+
+
+def _check_inputs(
+    labels: np.ndarray, mask: np.ndarray | None, *, w0: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validated instance labels (2D or 3D) and bool mask of :func:`boundary_weight_map`."""
     labels = as_instance_labels(labels, name="labels")
     if labels.ndim not in (2, 3):
         raise InputError(
@@ -230,18 +249,7 @@ def boundary_weight_map(
         if mask.shape != labels.shape:
             raise InputError(f"mask shape {mask.shape} differs from labels shape {labels.shape}; give a mask of the same size")
         mask = mask.astype(bool, copy=False)
-    labels = _relabel_ordered(labels)
-    box = _check_region(region, labels.shape)
-    kw = dict(w0=float(w0), sigma=float(sigma), class_balance=class_balance, separate_touching=separate_touching)
-    if labels.ndim == 3 and per_slice:
-        if sampling is not None and np.ndim(sampling) == 1 and len(sampling) == 3:
-            sampling = tuple(sampling)[1:]
-        spacing = _check_sampling(sampling, 2)
-        out = np.zeros(tuple(b.stop - b.start for b in box), np.float32)
-        for k, z in enumerate(range(box[0].start, box[0].stop)):
-            out[k] = _weight_map(labels[z], None if mask is None else mask[z], spacing, box[1:], **kw)
-        return out
-    return _weight_map(labels, mask, _check_sampling(sampling, labels.ndim), box, **kw)
+    return labels, mask
 
 
 def _weight_map(
