@@ -49,7 +49,9 @@ def weight_map_job(
     ``labels`` (spatial shape S) one slice of the layer, ``mask`` its region or None,
     ``weights`` a :class:`~unet_core.config.WeightMapConfig`, ``train`` a
     :class:`~unet_core.config.TrainConfig` (``region_margin``, ``semantic``). Returns the
-    float32 map of shape S that training uses, and whether the slice teaches at all.
+    float32 map of shape S that training uses, and whether the slice teaches at all. (One
+    difference: a *binary* stack is split into objects slice by slice here, while training
+    splits it in 3D; instance labels, the normal case, give identical maps.)
     """
     from unet_core.labels import as_instance_labels
     from unet_core.progress import Progress
