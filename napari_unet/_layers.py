@@ -91,6 +91,58 @@ def replace_or_add(viewer, kind: str, data: np.ndarray, name: str, **kwargs):
     return adder(data, name=name, **kwargs)
 
 
+def put_slice(
+    viewer,
+    kind: str,
+    name: str,
+    value: np.ndarray,
+    index: int | None,
+    shape: tuple[int, ...],
+    *,
+    offset_ids: bool = False,
+    **kwargs,
+):
+    """Put a result into the layer called ``name``: whole (``index`` None) or as slice ``index``.
+
+    For a slice, the layer's current data is kept when it is a stack of ``shape`` with
+    ``value``'s dtype (the other slices stay), otherwise a zero stack is started. The layer is
+    updated in place or (re)created by :func:`replace_or_add` (``kwargs`` as there), then
+    refreshed.
+
+    Parameters
+    ----------
+    kind : {'image', 'labels'}
+        Layer type.
+    value : ndarray
+        The result: of ``shape`` when ``index`` is None, else of ``shape[1:]``.
+    index : int or None
+        Slice along the first axis of the stack.
+    shape : tuple of int
+        Shape of the whole stack.
+    offset_ids : bool
+        Labels: shift the slice's ids past the stack's largest id, so objects found in
+        different slices keep distinct ids.
+
+    Returns
+    -------
+    The layer.
+    """
+    import napari.layers
+
+    data = value
+    if index is not None:
+        cls = napari.layers.Image if kind == "image" else napari.layers.Labels
+        old = find_layer(viewer, name, cls)
+        fits = old is not None and old.data.shape == tuple(shape) and old.data.dtype == value.dtype
+        data = old.data if fits else np.zeros(shape, value.dtype)
+        if offset_ids:
+            value = np.where(value > 0, value + data.max(initial=0), 0)
+        data[index] = value
+    layer = replace_or_add(viewer, kind, data, name, **kwargs)
+    layer.refresh()
+    return layer
+
+
 def current_index(viewer, layer) -> int | None:
     """Index of the slice shown along ``layer``'s first axis for a 3D (stack) layer, else None."""
     if layer.ndim < 3:

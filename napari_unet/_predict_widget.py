@@ -45,8 +45,8 @@ from ._layers import (
     find_layer,
     geometry,
     image_array,
+    put_slice,
     real_viewer,
-    replace_or_add,
     spatial_shape,
 )
 from ._project import models_dir
@@ -290,23 +290,12 @@ class PredictWidget(QWidget):
             return
         shape = spatial_shape(image)
         prob_name, pred_name = image_name + PROBABILITY_SUFFIX, image_name + PREDICTION_SUFFIX
-        if result.index is None:
-            prob, labels = result.probability, result.labels
-        else:
-            old_p = find_layer(self.viewer, prob_name, napari.layers.Image)
-            old_l = find_layer(self.viewer, pred_name, napari.layers.Labels)
-            prob = old_p.data if old_p is not None and old_p.data.shape == shape else np.zeros(shape, np.float32)
-            labels = old_l.data if old_l is not None and old_l.data.shape == shape and old_l.data.dtype == result.labels.dtype else np.zeros(shape, result.labels.dtype)
-            prob[result.index] = result.probability
-            others = labels.max(initial=0)
-            labels[result.index] = np.where(result.labels > 0, result.labels + others, 0)
         geo = geometry(image)
-        replace_or_add(
-            self.viewer, "image", prob, prob_name, colormap="viridis", opacity=0.5, blending="additive",
-            contrast_limits=(0.0, 1.0), visible=False, **geo,
+        put_slice(
+            self.viewer, "image", prob_name, result.probability, result.index, shape, colormap="viridis",
+            opacity=0.5, blending="additive", contrast_limits=(0.0, 1.0), visible=False, **geo,
         )
-        pred = replace_or_add(self.viewer, "labels", labels, pred_name, opacity=0.6, **geo)
-        pred.refresh()
+        put_slice(self.viewer, "labels", pred_name, result.labels, result.index, shape, offset_ids=True, opacity=0.6, **geo)
         n = int(np.unique(result.labels).size - (1 if (result.labels == 0).any() else 0))
         self.status.setText(f"'{pred_name}': {n} objects" + (f" in slice {result.index}" if result.index is not None else ""))
 

@@ -1,10 +1,15 @@
-"""Weight-map dock widget: the U-Net boundary weight map of a Labels layer, live while painting.
+"""Weight-map dock widget: the loss weights that training gives a Labels layer, live while painting.
 
-The map (``unet_core.weights.boundary_weight_map``) appears as the Image layer
-``"<labels> weights"`` (colormap 'magma', the labels' scale/translate). With *live update* on,
-each edit of the labels (napari's ``paint`` event at the end of a stroke, or ``data`` when the
-array is replaced) restarts a 400 ms debounce timer; the map of the slice being shown is then
-recomputed in a worker thread, so painting never waits for it.
+The map is exactly the one that trains: :func:`unet_core.training.targets.training_targets`
+(the function training calls per slice) with the chosen region (a Shapes layer, else the
+painted labels' bounding box grown by *region margin*), the weight-map options and the
+*semantic* switch; both default to the engine's :class:`~unet_core.config.TrainConfig`, so set
+them as in the Train widget. Pixels that training ignores are 0; a slice with nothing painted
+is all 0 (training skips it). The map appears as the Image layer ``"<labels> weights"``
+(colormap 'magma', the labels' scale/translate). With *live update* on, each edit of the labels
+(napari's ``paint`` event at the end of a stroke, or ``data`` when the array is replaced)
+restarts a 400 ms debounce timer; the map of the slice being shown is then recomputed in a
+worker thread, so painting never waits for it.
 """
 
 from __future__ import annotations
@@ -21,37 +26,62 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QPushButton, QVBoxLay
 
 from ._config_form import ConfigForm
 from ._jobs import JobOutcome, JobRunner
-from ._layers import WEIGHTS_SUFFIX, LayerChooser, current_index, geometry, real_viewer, region_mask
+from ._layers import (
+    WEIGHTS_SUFFIX,
+    LayerChooser,
+    current_index,
+    geometry,
+    put_slice,
+    real_viewer,
+    region_mask,
+)
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_MS = 400
 
 
-def weight_map_job(labels: np.ndarray, mask: np.ndarray | None, config, index: int | None) -> Generator:
-    """Engine generator for the worker: one progress record, then ``(index, weights float32)``."""
-    from unet_core.progress import Progress
-    from unet_core.weights import boundary_weight_map
+def weight_map_job(
+    labels: np.ndarray, mask: np.ndarray | None, weights, train, index: int | None
+) -> Generator:
+    """Engine generator for the worker: one progress record, then ``(index, weights, teaches)``.
 
-    yield Progress("weights", 0, 1, "boundary weight map")
-    weights = boundary_weight_map(
-        labels, w0=config.w0, sigma=config.sigma, class_balance=config.class_balance,
-        mask=mask, separate_touching=config.separate_touching,
+    ``labels`` (spatial shape S) one slice of the layer, ``mask`` its region or None,
+    ``weights`` a :class:`~unet_core.config.WeightMapConfig`, ``train`` a
+    :class:`~unet_core.config.TrainConfig` (``region_margin``, ``semantic``). Returns the
+    float32 map of shape S that training uses, and whether the slice teaches at all. (One
+    difference: a *binary* stack is split into objects slice by slice here, while training
+    splits it in 3D; instance labels, the normal case, give identical maps.)
+    """
+    from unet_core.labels import as_instance_labels
+    from unet_core.progress import Progress
+    from unet_core.training.targets import check_class_ids, training_targets
+
+    yield Progress("weights", 0, 1, "training weight map")
+    if train.semantic:
+        labels = check_class_ids(labels)
+    else:
+        labels = as_instance_labels(labels, name="labels")
+    t = training_targets(
+        labels, weights, mask=mask, region_margin=train.region_margin, semantic=train.semantic
     )
-    return index, weights
+    if t is None:
+        return index, np.zeros(labels.shape, np.float32), False
+    return index, t.weight, True
 
 
 class WeightsWidget(QWidget):
     """Compute and show the boundary weight map of an annotation layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
-        from unet_core.config import WeightMapConfig
+        from unet_core.config import TrainConfig, WeightMapConfig
 
         super().__init__(parent)
         self.viewer = real_viewer(napari_viewer)
         self.labels_combo = LayerChooser(self.viewer, napari.layers.Labels)
         self.region_combo = LayerChooser(self.viewer, napari.layers.Shapes, optional=True)
         self.form = ConfigForm(WeightMapConfig())
+        self.train_form = ConfigForm(TrainConfig(), fields=("region_margin", "semantic"))
         self.live_check = QCheckBox("live update while painting")
         self.live_check.setChecked(True)
         self.compute_button = QPushButton("Compute weight map")
@@ -64,6 +94,7 @@ class WeightsWidget(QWidget):
         top.addRow("region", self.region_combo)
         layout.addLayout(top)
         layout.addWidget(self.form)
+        layout.addWidget(self.train_form)
         layout.addWidget(self.live_check)
         layout.addWidget(self.compute_button)
         layout.addWidget(self.status)
@@ -138,43 +169,36 @@ class WeightsWidget(QWidget):
         mask = region_mask(self.region_combo.layer, data.shape)
         if mask is not None and index is not None:
             mask = mask[index]
-        config = self.form.value()
         self.runner.show_progress = not live
-        self.runner.start(partial(weight_map_job, plane.copy(), mask, config, index))
+        job = partial(weight_map_job, plane.copy(), mask, self.form.value(), self.train_form.value(), index)
+        self.runner.start(job)
         self.status.setText("computing..." if index is None else f"computing slice {index}...")
         return True
 
     def _on_finished(self, outcome: JobOutcome) -> None:
         if outcome.ok and outcome.value is not None:
-            index, weights = outcome.value
-            self._show(index, weights)
+            self._show(*outcome.value)
         if self._pending:
             self._pending = False
             self.compute(live=self._pending_live)
 
-    def _show(self, index: int | None, weights: np.ndarray) -> None:
+    def _show(self, index: int | None, weights: np.ndarray, teaches: bool = True) -> None:
         labels = self.labels_combo.layer
         if labels is None:
             return
-        name = labels.name + WEIGHTS_SUFFIX
-        layer = self.weights_layer()
-        if index is None:
-            data = weights
-        else:
-            data = layer.data if layer is not None and layer.data.shape == labels.data.shape else np.zeros(labels.data.shape, np.float32)
-            data[index] = weights
-        if layer is not None and layer.data.shape == data.shape:
-            layer.data = data
-            layer.refresh()
-        else:
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-            layer = self.viewer.add_image(
-                data, name=name, colormap="magma", opacity=0.7, blending="additive", **geometry(labels)
-            )
+        before = self.weights_layer()
+        layer = put_slice(
+            self.viewer, "image", labels.name + WEIGHTS_SUFFIX, weights, index, labels.data.shape,
+            colormap="magma", opacity=0.7, blending="additive", **geometry(labels),
+        )
+        if layer is not before:
             # keep the annotation layer on top and selected for painting
             self.viewer.layers.move(self.viewer.layers.index(layer), self.viewer.layers.index(labels))
             self.viewer.layers.selection.active = labels
         hi = float(np.max(weights)) if weights.size else 1.0
         layer.contrast_limits = (0.0, max(hi, 1e-6))
-        self.status.setText(f"weights: min {float(weights.min()):.2f}, max {hi:.2f}")
+        where = "" if index is None else f"slice {index}: "
+        if not teaches:
+            self.status.setText(where + "nothing painted in the region: training skips it (all weights 0)")
+            return
+        self.status.setText(where + f"weights: min {float(weights.min()):.2f}, max {hi:.2f}")

@@ -270,3 +270,88 @@ def test_device_resident_sampling_cuts_the_same_windows():
     b = resident.sample_tensors(np.random.default_rng(3), 6)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y.numpy())
+
+
+def _volume_slice(shape=(12, 30, 40), point=(6, 20, 5)):
+    """A hand-made 3D sample whose only annotated pixel is ``point``."""
+    from unet_core.training.data import PreparedSlice
+
+    rng = np.random.default_rng(0)
+    weight = np.zeros(shape, np.float32)
+    weight[point] = 1
+    target = (rng.random(shape) > 0.5).astype(np.int64)
+    image = rng.random((1, *shape)).astype(np.float32)
+    return PreparedSlice(image, target, weight, weight > 0, None, "vol")
+
+
+def test_sampler_cuts_windows_of_any_spatial_dimension():
+    from unet_core.training.data import TileSampler
+
+    sl = _volume_slice()
+    in_size, out_size, border, source = (8, 12, 12), (4, 8, 6), (2, 2, 3), (10, 16, 14)
+    host = TileSampler([sl], in_size, out_size, border, source)
+    x, y, w = host.sample(np.random.default_rng(1), 5)
+    assert x.shape == (5, 1, 10, 16, 14) and y.shape == w.shape == (5, 10, 16, 14)
+    # the annotated pixel lies in every tile's output window (the central out_size window)
+    inner = (slice(None), *(slice((s - o) // 2, (s - o) // 2 + o) for s, o in zip(source, out_size)))
+    np.testing.assert_array_equal(w[inner].sum(axis=(1, 2, 3)), 1)
+    resident = TileSampler([sl], in_size, out_size, border, source, device="cpu")
+    for a, b in zip(host.sample(np.random.default_rng(2), 4), resident.sample_tensors(np.random.default_rng(2), 4)):
+        np.testing.assert_array_equal(a, b.numpy())
+    img, tgt, wt = sample_tile(np.random.default_rng(3), sl, in_size, out_size, border)
+    assert img.shape == (1, 8, 12, 12) and tgt.shape == wt.shape == (4, 8, 6) and tgt.dtype == np.int64
+    with pytest.raises(ValueError, match="3 sizes"):
+        TileSampler([sl], (8, 12), out_size, border, source)
+
+
+def test_square_int_sizes_equal_per_axis_tuples():
+    from unet_core.training.data import TileSampler
+
+    image, labels = disks((40, 50))
+    sl = prepare_pairs([TrainingPair(image, labels)], TINY.model, TINY.weights, region_margin=3)
+    a = TileSampler(sl, 30, 20, 5, 64).sample(np.random.default_rng(5), 4)
+    b = TileSampler(sl, (30, 30), (20, 20), (5, 5), (64, 64)).sample(np.random.default_rng(5), 4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_spatial_validation_split_takes_the_longest_axis_of_a_volume():
+    sl = _volume_slice(shape=(8, 20, 70), point=(1, 1, 1))
+    sl = type(sl)(sl.image, sl.target, np.ones(sl.weight.shape, np.float32), np.ones(sl.weight.shape, bool), None, "v")
+    tr, va = split_validation([sl], 0.25, seed=0)
+    assert va[0].region.sum() == 8 * 20 * 18 and va[0].region[:, :, 52:].all()
+    assert not (tr[0].weight > 0)[va[0].region].any()
+
+
+def test_training_targets_are_the_prepared_slices():
+    from unet_core.training.targets import training_targets
+
+    image, labels = disks((64, 64), n=8)
+    mask = np.zeros(labels.shape, bool)
+    mask[5:50, 10:60] = True
+    for m in (None, mask):
+        sl = prepare_pairs([TrainingPair(image, labels, m)], TINY.model, TINY.weights, region_margin=4)[0]
+        t = training_targets(labels.astype(np.uint32), TINY.weights, mask=m, region_margin=4)
+        for name in ("target", "weight", "region", "instances"):
+            np.testing.assert_array_equal(getattr(t, name), getattr(sl, name))
+    classes = np.where(labels > 0, 1 + labels % 2, 0)
+    sl = prepare_pairs([TrainingPair(image, classes)], replace(TINY.model, n_classes=3), TINY.weights,
+                       region_margin=4, semantic=True)[0]
+    t = training_targets(classes, TINY.weights, region_margin=4, semantic=True)
+    np.testing.assert_array_equal(t.weight, sl.weight)
+    assert np.all(t.weight[~t.region] == 0) and t.instances is None
+    assert training_targets(np.zeros((9, 9), np.uint32), TINY.weights, region_margin=4) is None
+
+
+def test_semantic_ids_beyond_the_class_limit_are_refused_and_large_ids_do_not_wrap():
+    from unet_core.training.data import MAX_CLASSES, TileSampler, infer_n_classes
+
+    image, labels = disks((64, 64), n=4)
+    classes = np.where(labels > 0, 60000, 0).astype(np.uint16)
+    with pytest.raises(InputError, match="renumber"):
+        infer_n_classes([TrainingPair(image, classes)])
+    assert infer_n_classes([TrainingPair(image, np.minimum(classes, MAX_CLASSES - 1))]) == MAX_CLASSES
+    sl = _volume_slice(shape=(20, 20), point=(10, 10))
+    sl = type(sl)(sl.image[:, 0], np.full((20, 20), 40000, np.int64), sl.weight, sl.region, None, "big")
+    _, tgt, _ = TileSampler([sl], 8, 8, 0, 8).sample(np.random.default_rng(0), 2)
+    assert tgt.max() == 40000

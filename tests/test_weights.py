@@ -18,6 +18,8 @@ from unet_core.io import read_tiff, write_tiff
 from unet_core.labels import BinaryLabelsWarning
 from unet_core.weights import (
     boundary_weight_map,
+    class_balance_weights,
+    class_weights,
     influence_distance,
     influence_margin,
     separate_touching_objects,
@@ -218,6 +220,25 @@ def test_mask_zero_outside_and_balance_inside():
     assert_close(w, brute_weights(lab, mask=mask))
     w_nb = boundary_weight_map(lab, mask=mask, class_balance=False, w0=0)
     np.testing.assert_array_equal(w_nb, mask.astype(np.float32))
+
+
+def test_class_balance_of_foreground_and_of_class_ids_in_any_dimension(rng):
+    classes = rng.integers(0, 4, (6, 20, 30))
+    classes[classes == 2] = 0  # an absent class gets weight 0
+    mask = rng.random(classes.shape) < 0.7
+    per = class_weights(classes, mask)
+    n = mask.sum()
+    counts = [(classes[mask] == k).sum() for k in range(4)]
+    want = [n / (3 * c) if c else 0.0 for c in counts]
+    np.testing.assert_allclose(per, want, rtol=1e-12)
+    w = class_balance_weights(classes, mask)
+    assert w.dtype == np.float32 and np.all(w[~mask] == 0)
+    for k in (0, 1, 3):  # every present class carries N / K in total
+        assert w[mask & (classes == k)].sum() == pytest.approx(n / 3, rel=1e-5)
+    # a foreground mask is the two-class case (background 0, foreground 1)
+    fg = classes > 0
+    np.testing.assert_array_equal(class_balance_weights(fg, mask), class_balance_weights(fg.astype(np.int64), mask))
+    assert not class_weights(np.zeros((3, 3), bool), np.zeros((3, 3), bool)).any()
 
 
 def test_float_labels_are_refused():

@@ -69,41 +69,61 @@ def separate_touching_objects(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def class_balance_weights(foreground: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """``w_c``: ``N / (K * n_class)`` per pixel over the K classes present inside ``mask``.
+def class_weights(classes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-class balance weights ``N / (K * n_k)`` over the ``K`` classes present inside ``mask``.
+
+    The one definition of class balance, used by the boundary weight map (background and
+    foreground) and by semantic training (class ids).
 
     Parameters
     ----------
-    foreground : ndarray of bool, any shape
-        Foreground (object) pixels.
+    classes : ndarray of bool or non-negative int, any shape (spatial, e.g. (Y, X) or (Z, Y, X))
+        Class of each pixel: foreground (True) / background, or class ids.
     mask : ndarray of bool, same shape, optional
-        The annotated region; ``N`` and ``n_class`` count only pixels inside it, and ``w_c`` is 0
-        outside it.
+        The annotated region; ``N`` (pixels) and ``n_k`` (pixels of class ``k``) count only
+        pixels inside it. Default: every pixel.
 
     Returns
     -------
-    ndarray of float32, shape of ``foreground``
-        Each class present then carries the same total weight ``N / K``.
+    ndarray of float64, shape (max class + 1,) (at least 2 entries)
+        Weight of class ``k`` (0 for classes absent inside ``mask``); each class present then
+        carries the same total weight ``N / K``.
     """
-    foreground = np.asarray(foreground, dtype=bool)
-    w_bg, w_fg = _class_values(foreground, mask)
-    wc = np.where(foreground, np.float32(w_fg), np.float32(w_bg))
-    if mask is not None:
-        wc[~mask] = 0
-    return wc
-
-
-def _class_values(foreground: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
-    """(background weight, foreground weight) of :func:`class_balance_weights`."""
-    if mask is None:
-        n = foreground.size
-        n_fg = int(np.count_nonzero(foreground))
+    classes = np.asarray(classes)
+    inside = classes if mask is None else classes[np.asarray(mask, dtype=bool)]
+    if inside.dtype == bool:  # no int copy of a (possibly huge) foreground mask
+        n_fg = int(np.count_nonzero(inside))
+        counts = np.array([inside.size - n_fg, n_fg], np.int64)
     else:
-        n = int(np.count_nonzero(mask))
-        n_fg = int(np.count_nonzero(foreground & mask))
-    n_bg = n - n_fg
-    k = (n_bg > 0) + (n_fg > 0)
-    return (n / (k * n_bg) if n_bg else 0.0, n / (k * n_fg) if n_fg else 0.0)
+        counts = np.bincount(inside.ravel().astype(np.intp, copy=False), minlength=2)
+    present = counts > 0
+    k = int(present.sum())
+    if k == 0:
+        return np.zeros(counts.shape, np.float64)
+    n = int(counts.sum())
+    return np.where(present, n / (k * np.maximum(counts, 1)), 0.0)
+
+
+def class_balance_weights(classes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``w_c``: the :func:`class_weights` of each pixel's class, 0 outside ``mask``.
+
+    Parameters
+    ----------
+    classes : ndarray of bool or non-negative int, any shape
+        Foreground (object) pixels, or class ids.
+    mask : ndarray of bool, same shape, optional
+        The annotated region (see :func:`class_weights`); ``w_c`` is 0 outside it.
+
+    Returns
+    -------
+    ndarray of float32, shape of ``classes``
+    """
+    classes = np.asarray(classes)
+    lut = class_weights(classes, mask).astype(np.float32)
+    wc = lut[classes.view(np.uint8) if classes.dtype == bool else classes]
+    if mask is not None:
+        wc[~np.asarray(mask, dtype=bool)] = 0
+    return wc
 
 
 def influence_distance(sigma: float, *, rel_tol: float = REL_TOL) -> float:
@@ -195,6 +215,25 @@ def boundary_weight_map(
     InputError
         Invalid labels, mask shape, ``sigma``/``w0``/``sampling`` or ``region``.
     """
+    labels, mask = _check_inputs(labels, mask, w0=w0, sigma=sigma)
+    labels = _relabel_ordered(labels)
+    box = _check_region(region, labels.shape)
+    kw = dict(w0=float(w0), sigma=float(sigma), class_balance=class_balance, separate_touching=separate_touching)
+    if labels.ndim == 3 and per_slice:
+        if sampling is not None and np.ndim(sampling) == 1 and len(sampling) == 3:
+            sampling = tuple(sampling)[1:]
+        spacing = _check_sampling(sampling, 2)
+        out = np.zeros(tuple(b.stop - b.start for b in box), np.float32)
+        for k, z in enumerate(range(box[0].start, box[0].stop)):
+            out[k] = _weight_map(labels[z], None if mask is None else mask[z], spacing, box[1:], **kw)
+        return out
+    return _weight_map(labels, mask, _check_sampling(sampling, labels.ndim), box, **kw)
+
+
+def _check_inputs(
+    labels: np.ndarray, mask: np.ndarray | None, *, w0: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validated instance labels (2D or 3D) and bool mask of :func:`boundary_weight_map`."""
     labels = as_instance_labels(labels, name="labels")
     if labels.ndim not in (2, 3):
         raise InputError(
@@ -210,18 +249,7 @@ def boundary_weight_map(
         if mask.shape != labels.shape:
             raise InputError(f"mask shape {mask.shape} differs from labels shape {labels.shape}; give a mask of the same size")
         mask = mask.astype(bool, copy=False)
-    labels = _relabel_ordered(labels)
-    box = _check_region(region, labels.shape)
-    kw = dict(w0=float(w0), sigma=float(sigma), class_balance=class_balance, separate_touching=separate_touching)
-    if labels.ndim == 3 and per_slice:
-        if sampling is not None and np.ndim(sampling) == 1 and len(sampling) == 3:
-            sampling = tuple(sampling)[1:]
-        spacing = _check_sampling(sampling, 2)
-        out = np.zeros(tuple(b.stop - b.start for b in box), np.float32)
-        for k, z in enumerate(range(box[0].start, box[0].stop)):
-            out[k] = _weight_map(labels[z], None if mask is None else mask[z], spacing, box[1:], **kw)
-        return out
-    return _weight_map(labels, mask, _check_sampling(sampling, labels.ndim), box, **kw)
+    return labels, mask
 
 
 def _weight_map(
@@ -245,7 +273,7 @@ def _weight_map(
         sub = separate_touching_objects(sub)
     if class_balance:  # counted over the whole image (inside the mask)
         fg_all = (sub if whole else separate_touching_objects(labels) if separate_touching else labels) > 0
-        w_bg, w_fg = _class_values(fg_all, mask)
+        w_bg, w_fg = class_weights(fg_all, mask)[:2]
         del fg_all
     else:
         w_bg = w_fg = 1.0

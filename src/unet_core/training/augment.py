@@ -15,6 +15,9 @@ augmentation (gamma, contrast, brightness, Gaussian noise) follows on the image 
 
 All random numbers come from one seeded CPU :class:`torch.Generator`, so a seed gives the same
 augmentation on every device; the grids and resampling run wherever the batch lives (GPU, CPU).
+
+Tiles have two spatial axes (Y, X) with the same size on both; other inputs are refused with an
+:class:`~unet_core.errors.InputError` (volumetric augmentation is a later addition).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AugmentConfig
+from ..errors import InputError
 
 
 def source_size(in_size: int, config: AugmentConfig | None) -> int:
-    """Edge of the source window that contains every augmented view of an ``in_size`` tile.
+    """Size (per spatial axis) of the source window that contains every augmented view of a
+    tile of ``in_size`` per spatial axis.
 
     Covers the tile's rotated diagonal at the smallest zoom plus four standard deviations of the
     elastic displacement on each side. Has the parity of ``in_size`` so that the identity
@@ -51,7 +56,8 @@ class AugmentParams:
 
     ``matrix`` (N, 2, 2) maps tile offsets (x, y) in pixels to source offsets; ``displacement``
     (N, 2, g, g) elastic displacements in pixels (x, y); ``gamma``, ``contrast``, ``brightness``,
-    ``noise_std`` (N,) intensity parameters; ``noise`` (N, C, H, W) standard-normal noise or None.
+    ``noise_std`` (N,) intensity parameters; ``noise`` (N, C, *tile) standard-normal noise or None
+    (``tile`` = the input tile's spatial shape).
     """
 
     matrix: torch.Tensor
@@ -86,7 +92,8 @@ class Augmenter:
         return torch.exp(self._uniform(n, math.log(lo), math.log(hi)))
 
     def sample(self, n: int, channels: int, in_size: int) -> AugmentParams:
-        """Draw the parameters of a batch of ``n`` tiles of ``channels x in_size x in_size``."""
+        """Draw the parameters of a batch of ``n`` tiles of ``channels`` and ``in_size`` per
+        spatial axis."""
         c = self.config
         g = self.generator
         angle = torch.zeros(n, dtype=torch.float64)
@@ -138,20 +145,42 @@ class Augmenter:
         weight : Tensor (N, S, S) float32
             Loss weights (0 outside the annotated region and outside the image).
         in_size : int
-            Network input edge.
+            Network input size per spatial axis.
         border : int
             Pixels the network loses per side; the target/weight tiles are the central
             ``in_size - 2 * border`` window.
+
+        Raises
+        ------
+        InputError
+            Windows without exactly two spatial axes of equal size, or target/weight shapes that
+            differ from the image's spatial shape.
 
         Returns
         -------
         image (N, C, in_size, in_size) float32, target (N, out, out) int64,
         weight (N, out, out) float32
         """
+        _check_2d(image, target, weight)
         n, ch = image.shape[:2]
         params = self.sample(n, ch, in_size)
         grid = sampling_grid(params, in_size, image.shape[-1], image.device)
         return apply_grid(image, target, weight, grid, border, params)
+
+
+def _check_2d(image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> None:
+    """Refuse windows that the 2D augmentation cannot handle, saying what to do."""
+    spatial = tuple(image.shape[2:])
+    if image.ndim != 4 or spatial[0] != spatial[1]:
+        raise InputError(
+            f"augmentation handles batches of square 2D windows (N, C, S, S), got {tuple(image.shape)}; "
+            "train without augmentation (augment=False) for other data"
+        )
+    if tuple(target.shape) != (image.shape[0], *spatial) or tuple(weight.shape) != tuple(target.shape):
+        raise InputError(
+            f"target {tuple(target.shape)} and weight {tuple(weight.shape)} must have the shape "
+            f"(N, S, S) of the image windows {tuple(image.shape)}"
+        )
 
 
 @functools.lru_cache(maxsize=16)
@@ -213,7 +242,7 @@ def apply_grid(
 
 def intensity(img: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     """Gamma (sign-preserving, on the normalised image), contrast about the tile mean,
-    brightness offset and Gaussian noise; ``img`` (N, C, H, W) float32."""
+    brightness offset and Gaussian noise; ``img`` (N, C, Y, X) float32 (two spatial axes)."""
     dev = img.device
     view = (-1, 1, 1, 1)
     gamma = params.gamma.to(dev).view(view)

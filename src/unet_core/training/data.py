@@ -3,7 +3,11 @@
 Sparse annotation is the normal case. Pixels outside the *annotated region* get loss weight 0:
 they are never taught as background. The region is the explicit mask of a pair when given;
 otherwise the bounding box of the painted labels (per slice) grown by ``region_margin`` pixels,
-inside which unpainted pixels count as background.
+inside which unpainted pixels count as background. Targets and weights of a slice come from
+:func:`unet_core.training.targets.training_targets`, which the Weight map widget previews.
+
+Shapes: ``S`` is a sample's spatial shape (``(Y, X)`` today); windows are origin tuples and
+sizes per-axis tuples of the same length.
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ from ..config import ModelConfig, WeightMapConfig
 from ..errors import InputError
 from ..labels import as_instance_labels
 from ..normalization import normalize
-from ..weights import boundary_weight_map, separate_touching_objects
+from .targets import annotated_region, check_class_ids, max_class_id, training_targets
+
+__all__ = [
+    "MAX_CLASSES", "PreparedSlice", "TileSampler", "TrainingPair", "annotated_region", "fingerprint",
+    "infer_n_classes", "prepare_pairs", "sample_tile", "split_validation",
+]
 
 log = logging.getLogger(__name__)
+
+#: most classes a semantic model may get from its labels (ids 0..MAX_CLASSES-1)
+MAX_CLASSES = 1024
 
 
 @dataclass(frozen=True)
@@ -56,19 +68,19 @@ class TrainingPair:
 
 @dataclass(frozen=True)
 class PreparedSlice:
-    """One 2D training sample, ready for tiling.
+    """One training sample of spatial shape ``S`` (``(Y, X)`` for an image), ready for tiling.
 
     Attributes
     ----------
-    image : ndarray (C, Y, X) float32
+    image : ndarray (C, *S) float32
         Normalised image.
-    target : ndarray (Y, X) int64
+    target : ndarray S int64
         Class ids (binary mode: 0 background, 1 foreground, touching objects separated).
-    weight : ndarray (Y, X) float32
+    weight : ndarray S float32
         Loss weights, 0 outside the annotated region (and outside the part used for this split).
-    region : ndarray (Y, X) bool
+    region : ndarray S bool
         Pixels this sample teaches or evaluates.
-    instances : ndarray (Y, X) uint32 or None
+    instances : ndarray S uint32 or None
         Instance labels (binary mode), for instance metrics.
     name : str
     """
@@ -87,20 +99,6 @@ class PreparedSlice:
             self, weight=np.where(region, self.weight, 0).astype(np.float32), region=region,
             name=self.name + suffix,
         )
-
-
-def annotated_region(labels: np.ndarray, margin: int) -> np.ndarray:
-    """Bounding box of the painted labels grown by ``margin`` pixels, as a boolean mask.
-
-    ``labels`` (Y, X) int; returns (Y, X) bool (all False when nothing is painted).
-    """
-    region = np.zeros(labels.shape, bool)
-    idx = np.nonzero(labels)
-    if not idx[0].size:
-        return region
-    sl = tuple(slice(max(0, int(i.min()) - margin), int(i.max()) + margin + 1) for i in idx)
-    region[sl] = True
-    return region
 
 
 def fingerprint(*arrays: np.ndarray | None) -> str:
@@ -146,30 +144,26 @@ def _as_stack(pair: TrainingPair, in_channels: int) -> tuple[np.ndarray, np.ndar
 
 
 def infer_n_classes(pairs: Sequence[TrainingPair]) -> int:
-    """Number of classes of semantic (class-id) labels: ``max(label) + 1``, at least 2."""
+    """Number of classes of semantic (class-id) labels: ``max(label) + 1``, at least 2.
+
+    Raises
+    ------
+    InputError
+        Negative or non-integer ids, or more than :data:`MAX_CLASSES` classes (the model would
+        need one output channel per id up to the largest, and validation a square confusion
+        table of that size).
+    """
     top = 0
     for pair in pairs:
-        lab = np.asarray(pair.labels)
-        if lab.size:
-            if lab.dtype.kind not in "biu" or (lab.dtype.kind == "i" and lab.min() < 0):
-                raise InputError(f"{pair.name}: class-id labels must be non-negative integers")
-            top = max(top, int(lab.max()))
+        top = max(top, max_class_id(pair.labels, name=pair.name))
+    if top + 1 > MAX_CLASSES:
+        raise InputError(
+            f"semantic labels contain class id {top}, which would need a model with {top + 1} "
+            f"output classes (at most {MAX_CLASSES}); class ids must be 0..K-1: renumber them "
+            "(e.g. np.unique(labels, return_inverse=True)), or train without semantic mode if "
+            "these are instance labels"
+        )
     return max(2, top + 1)
-
-
-def class_balance(target: np.ndarray, region: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-pixel ``N / (K * n_k)`` over the ``K`` classes present in ``region`` (0 outside).
-
-    ``target`` (Y, X) int class ids; returns (Y, X) float32 whose classes carry equal total weight.
-    """
-    w = np.zeros(target.shape, np.float32)
-    counts = np.bincount(target[region].ravel(), minlength=n_classes)
-    present = counts > 0
-    if not present.any():
-        return w
-    per = np.where(present, region.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
-    w[region] = per[target[region]]
-    return w
 
 
 def prepare_pairs(
@@ -180,11 +174,12 @@ def prepare_pairs(
     region_margin: int,
     semantic: bool = False,
 ) -> list[PreparedSlice]:
-    """Validate pairs and turn them into 2D slices with targets and weight maps.
+    """Validate pairs and turn them into slices with targets and weight maps.
 
-    Binary (instance) mode: target = foreground with touching objects separated, weight = the
-    boundary weight map (:func:`unet_core.weights.boundary_weight_map`) inside the region.
-    Semantic mode: target = the class ids, weight = class balance inside the region.
+    Each slice's target and weights are :func:`~unet_core.training.targets.training_targets`
+    (binary mode: foreground with touching objects separated, boundary weight map inside the
+    region; semantic mode: the class ids, class balance inside the region); slices that teach
+    nothing are skipped.
 
     Raises
     ------
@@ -198,38 +193,19 @@ def prepare_pairs(
     for pair in pairs:
         img, labels, masks = _as_stack(pair, model_config.in_channels)
         if semantic:
-            if labels.dtype.kind not in "biu" or (labels.dtype.kind == "i" and labels.min() < 0):
-                raise InputError(f"{pair.name}: class-id labels must be non-negative integers")
-            if int(labels.max()) >= model_config.n_classes:
-                raise InputError(
-                    f"{pair.name}: labels contain class id {int(labels.max())} but the model has "
-                    f"{model_config.n_classes} classes; train a new model or relabel"
-                )
-            inst = labels.astype(np.int64)
+            lab = check_class_ids(labels, model_config.n_classes, name=pair.name)
         else:
-            inst = as_instance_labels(labels, name=f"{pair.name} labels")
-        for z in range(inst.shape[0]):
-            lab = inst[z]
-            region = masks[z] if masks is not None else annotated_region(lab, region_margin)
-            if not region.any() or (masks is None and not lab.any()):
+            lab = as_instance_labels(labels, name=f"{pair.name} labels")
+        for z in range(lab.shape[0]):
+            t = training_targets(
+                lab[z], weights, mask=None if masks is None else masks[z],
+                region_margin=region_margin, semantic=semantic,
+            )
+            if t is None:
                 continue
-            lab = np.where(region, lab, 0)  # labels outside the region are not annotations
-            if semantic:
-                target = lab.astype(np.int64)
-                w = class_balance(target, region, model_config.n_classes)
-                instances = None
-            else:
-                sep = separate_touching_objects(lab) if weights.separate_touching else lab
-                target = (sep > 0).astype(np.int64)
-                w = boundary_weight_map(
-                    lab, w0=weights.w0, sigma=weights.sigma, class_balance=weights.class_balance,
-                    mask=region, separate_touching=weights.separate_touching,
-                )
-                instances = lab.astype(np.uint32)
-            w[~region] = 0
             image = normalize(img[z], model_config.normalization, channel_axis=0)
-            name = f"{pair.name}[{z}]" if inst.shape[0] > 1 else pair.name
-            out.append(PreparedSlice(image, target, w.astype(np.float32), region, instances, name))
+            name = f"{pair.name}[{z}]" if lab.shape[0] > 1 else pair.name
+            out.append(PreparedSlice(image, t.target, t.weight, t.region, t.instances, name))
     if not out:
         raise InputError(
             "no annotations to train on: paint at least a few objects (labels > 0) or give a "
@@ -246,7 +222,7 @@ def split_validation(
     When ``round(fraction * n)`` of the ``n`` annotated slices is at least 1, that many whole
     slices are held out (chosen by ``seed``, leaving at least one for training). Otherwise (few
     slices, e.g. a single annotated image) each slice's annotated region is split spatially: the
-    last ``fraction`` of its bounding box along the longer axis is held out and zero-weighted for
+    last ``fraction`` of its bounding box along the longest axis is held out and zero-weighted for
     training (not for slices where that strip would be under 16 pixels).
 
     Returns
@@ -279,78 +255,101 @@ def split_validation(
 
 
 def _split_spatially(sl: PreparedSlice, fraction: float) -> tuple[PreparedSlice, PreparedSlice] | None:
-    ys, xs = np.nonzero(sl.region)
-    extent = [(int(ys.min()), int(ys.max()) + 1), (int(xs.min()), int(xs.max()) + 1)]
-    axis = 0 if extent[0][1] - extent[0][0] >= extent[1][1] - extent[1][0] else 1
+    """(train, validation) parts of ``sl``: the far ``fraction`` of its region along the longest
+    axis of the region's bounding box (the first such axis on ties), or None if too small."""
+    idx = np.nonzero(sl.region)
+    extent = [(int(i.min()), int(i.max()) + 1) for i in idx]
+    axis = int(np.argmax([hi - lo for lo, hi in extent]))
     lo, hi = extent[axis]
     n_val = int(round(fraction * (hi - lo)))
     if n_val < 16:
         return None
     val_region = np.zeros(sl.region.shape, bool)
-    idx = [slice(None), slice(None)]
-    idx[axis] = slice(hi - n_val, None)
-    val_region[tuple(idx)] = True
+    cut = [slice(None)] * sl.region.ndim
+    cut[axis] = slice(hi - n_val, None)
+    val_region[tuple(cut)] = True
     train = sl.with_region(~val_region, "")
     if not (train.weight > 0).any():
         return None
     return train, sl.with_region(val_region, " (validation part)")
 
 
+Size = int | Sequence[int]
+
+
+def _per_axis(size: Size, ndim: int, name: str) -> tuple[int, ...]:
+    """``size`` as one int per spatial axis (an int means the same size on every axis)."""
+    if isinstance(size, int | np.integer):
+        return (int(size),) * ndim
+    out = tuple(int(s) for s in size)
+    if len(out) != ndim:
+        raise ValueError(f"{name} needs {ndim} sizes (one per spatial axis), got {size!r}")
+    return out
+
+
 class TileSampler:
-    """Random training tiles from annotated regions (CPU, numpy).
+    """Random training tiles from annotated regions (CPU, numpy), for any number of spatial axes.
 
     A tile's output window is centred near a random annotated pixel (slices drawn in proportion
-    to their annotated area, centre jittered by a quarter window). Image pixels beyond the image
-    border are mirrored; target/weight beyond it are 0 (no loss).
+    to their annotated area, centre jittered by a quarter window per axis). Image pixels beyond
+    the image border are mirrored; target/weight beyond it are 0 (no loss).
 
     Parameters
     ----------
     slices : list of PreparedSlice
-        Training samples.
-    in_size, out_size, border : int
-        Network input edge, output edge and per-side border (``in = out + 2 * border``).
-    source : int
-        Edge of the window cut per tile (>= ``in_size``, same parity): the room augmentation
-        needs around the input tile.
+        Training samples, all with the same number of spatial axes ``d``.
+    in_size, out_size, border : int or sequence of d ints
+        Network input size, output size and per-side border (``in = out + 2 * border``), per
+        spatial axis; an int means the same on every axis (square tiles).
+    source : int or sequence of d ints
+        Size of the window cut per tile (>= ``in_size``, same parity, per axis): the room
+        augmentation needs around the input tile.
+    device : torch.device or str, optional
+        Keep the slices resident on this device (see :meth:`sample_tensors`).
     """
 
     def __init__(
         self,
         slices: list[PreparedSlice],
-        in_size: int,
-        out_size: int,
-        border: int,
-        source: int,
+        in_size: Size,
+        out_size: Size,
+        border: Size,
+        source: Size,
         device: torch.device | str | None = None,
     ) -> None:
         self.slices = slices
+        self.ndim = slices[0].weight.ndim if slices else 2
         self.set_sizes(in_size, out_size, border, source)
         self.candidates = [np.flatnonzero(s.weight > 0) for s in slices]
         # compact class ids: less to copy per tile (converted to int64 on the device)
-        self.targets = [s.target.astype(np.int16) for s in slices]
+        top = max((int(s.target.max(initial=0)) for s in slices), default=0)
+        tdtype = np.int16 if top <= np.iinfo(np.int16).max else np.int32
+        self.targets = [s.target.astype(tdtype) for s in slices]
         counts = np.array([len(c) for c in self.candidates], np.float64)
         if counts.sum() == 0:
             raise InputError("no annotated pixels left for training; paint more objects or lower val_fraction")
         self.p = counts / counts.sum()
         self.device = None if device is None else torch.device(device)
-        self._pad = 0
+        self._pad = (0,) * self.ndim
         self._resident: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         if self.device is not None:
             # whole slices live on the device, padded once (mirror / zero) by the largest window
             # reach, so a tile is a plain slice of device memory: no per-step host copies
-            self._pad = source + out_size
+            self._pad = tuple(s + o for s, o in zip(self.source, self.out_size))
+            pads = tuple((p, p) for p in self._pad)
             for sl, tgt in zip(slices, self.targets):
-                pad2 = ((self._pad, self._pad), (self._pad, self._pad))
-                img = mirror_pad(sl.image, pad2)
                 self._resident.append((
-                    torch.from_numpy(img).to(self.device),
-                    torch.from_numpy(np.pad(tgt, pad2)).to(self.device),
-                    torch.from_numpy(np.pad(sl.weight, pad2)).to(self.device),
+                    torch.from_numpy(mirror_pad(sl.image, pads)).to(self.device),
+                    torch.from_numpy(np.pad(tgt, pads)).to(self.device),
+                    torch.from_numpy(np.pad(sl.weight, pads)).to(self.device),
                 ))
 
-    def set_sizes(self, in_size: int, out_size: int, border: int, source: int) -> None:
-        """Change the tile geometry (e.g. after an out-of-memory retry)."""
-        if (source - in_size) % 2 or source < in_size:
+    def set_sizes(self, in_size: Size, out_size: Size, border: Size, source: Size) -> None:
+        """Change the tile geometry (e.g. after an out-of-memory retry); sizes as in the class."""
+        d = self.ndim
+        in_size, out_size = _per_axis(in_size, d, "in_size"), _per_axis(out_size, d, "out_size")
+        border, source = _per_axis(border, d, "border"), _per_axis(source, d, "source")
+        if any((s - i) % 2 or s < i for s, i in zip(source, in_size)):
             raise ValueError("source must be >= in_size with the same parity")
         self.in_size, self.out_size, self.border, self.source = in_size, out_size, border, source
 
@@ -359,16 +358,16 @@ class TileSampler:
 
         Returns
         -------
-        image (n, C, S, S) float32, target (n, S, S) int16, weight (n, S, S) float32, with
-        ``S = source``; the network's input tile is the central ``in_size`` window and its output
-        window the central ``out_size`` window.
+        image (n, C, *source) float32, target (n, *source) int16 (int32 for class ids above
+        32767), weight (n, *source) float32; the network's input tile is the central
+        ``in_size`` window and its output window the central ``out_size`` window.
         """
         xs, ys, ws = [], [], []
-        for i, y0, x0 in self._windows(rng, n):
+        for i, origin in self._windows(rng, n):
             sl = self.slices[i]
-            xs.append(crop_reflect(sl.image, (y0, x0), (self.source,) * 2))
-            ys.append(crop_zero(self.targets[i], (y0, x0), (self.source,) * 2))
-            ws.append(crop_zero(sl.weight, (y0, x0), (self.source,) * 2))
+            xs.append(crop_reflect(sl.image, origin, self.source))
+            ys.append(crop_zero(self.targets[i], origin, self.source))
+            ws.append(crop_zero(sl.weight, origin, self.source))
         return np.stack(xs), np.stack(ys), np.stack(ws)
 
     def sample_tensors(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -380,39 +379,44 @@ class TileSampler:
         if self.device is None:
             return tuple(torch.from_numpy(a) for a in self.sample(rng, n))  # type: ignore[return-value]
         xs, ys, ws = [], [], []
-        s, p = self.source, self._pad
-        for i, y0, x0 in self._windows(rng, n):
+        for i, origin in self._windows(rng, n):
             img, tgt, wt = self._resident[i]
-            xs.append(img[:, y0 + p : y0 + p + s, x0 + p : x0 + p + s])
-            ys.append(tgt[y0 + p : y0 + p + s, x0 + p : x0 + p + s])
-            ws.append(wt[y0 + p : y0 + p + s, x0 + p : x0 + p + s])
+            win = tuple(slice(o + p, o + p + s) for o, p, s in zip(origin, self._pad, self.source))
+            xs.append(img[(slice(None), *win)])
+            ys.append(tgt[win])
+            ws.append(wt[win])
         return torch.stack(xs), torch.stack(ys), torch.stack(ws)
 
-    def _windows(self, rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
-        """(slice index, window top, window left) of ``n`` random source windows."""
+    def _windows(self, rng: np.random.Generator, n: int) -> list[tuple[int, tuple[int, ...]]]:
+        """(slice index, window origin per spatial axis) of ``n`` random source windows.
+
+        Random draws per window, in this order: the slice, the annotated pixel, then one jitter
+        per spatial axis (first axis first).
+        """
         out = []
-        pad = (self.source - self.out_size) // 2
         for _ in range(n):
             i = int(rng.choice(len(self.slices), p=self.p))
             sl, cand = self.slices[i], self.candidates[i]
             flat = int(cand[int(rng.integers(len(cand)))])
-            cy, cx = divmod(flat, sl.weight.shape[1])
-            j = self.out_size // 4
-            y0 = cy - self.out_size // 2 + int(rng.integers(-j, j + 1)) - pad
-            x0 = cx - self.out_size // 2 + int(rng.integers(-j, j + 1)) - pad
-            out.append((i, y0, x0))
+            centre = np.unravel_index(flat, sl.weight.shape)
+            origin = []
+            for c, o, s in zip(centre, self.out_size, self.source):
+                j = o // 4
+                origin.append(int(c) - o // 2 + int(rng.integers(-j, j + 1)) - (s - o) // 2)
+            out.append((i, tuple(origin)))
         return out
 
 
 def sample_tile(
     rng: np.random.Generator,
     sl: PreparedSlice,
-    in_size: int,
-    out_size: int,
-    border: int,
+    in_size: Size,
+    out_size: Size,
+    border: Size,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One random tile without augmentation: image ``(C, in, in)``, target/weight ``(out, out)``."""
+    """One random tile without augmentation: image ``(C, *in)``, target/weight ``out`` (int64,
+    float32); sizes per spatial axis (an int for every axis)."""
     sampler = TileSampler([sl], in_size, out_size, border, in_size)
     img, tgt, wt = sampler.sample(rng, 1)
-    tgt = tgt.astype(np.int64)
-    return img[0], tgt[0, border : border + out_size, border : border + out_size], wt[0, border : border + out_size, border : border + out_size]
+    inner = tuple(slice(b, b + o) for b, o in zip(sampler.border, sampler.out_size))
+    return img[0], tgt[0][inner].astype(np.int64), wt[0][inner]
