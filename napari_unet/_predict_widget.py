@@ -67,7 +67,7 @@ class PredictionResult:
 
     image_name: str
     index: int | None
-    segmentation: Any  # unet_core.segment.Segmentation
+    segmentation: Any  # unet_core.pipeline.Segmentation
 
     @property
     def probability(self) -> np.ndarray:
@@ -93,7 +93,7 @@ def predict_job(
 ) -> Generator:
     """Worker generator: load the model if needed, then the engine's pipeline (tiles, instances)."""
     from unet_core.checkpoint import load_checkpoint
-    from unet_core.segment import iter_segment
+    from unet_core.pipeline import iter_segment
 
     if model is None:
         model = load_checkpoint(checkpoint).model
@@ -106,8 +106,8 @@ def predict_job(
 
 def reapply_job(result: PredictionResult, postprocess: PostprocessConfig) -> Generator:
     """Worker generator: post-process the kept probabilities of ``result`` again."""
+    from unet_core.pipeline import segment_probabilities
     from unet_core.progress import Progress
-    from unet_core.segment import segment_probabilities
 
     yield Progress("postprocess", 0, 1, "instances")
     return PredictionResult(

@@ -45,8 +45,8 @@ def run_demo(
     config: TrainConfig | None = None,
 ) -> Generator[Progress, None, dict[str, Path]]:
     """Run the loop, yielding progress; return the written files by role (see :data:`DEMO_FILES`)."""
+    from .pipeline import iter_segment
     from .sample_data import synthetic_nuclei
-    from .segment import iter_segment
     from .training.data import TrainingPair
     from .training.trainer import train
     from .weights import boundary_weight_map

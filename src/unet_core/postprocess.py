@@ -34,8 +34,8 @@ def probabilities_to_instances(
     ``split_touching`` each component is further split by a watershed on its distance transform,
     seeded at the distance maxima (so two touching round cells become two objects).
 
-    Prediction front ends call :func:`unet_core.segment.iter_segment` (or
-    :func:`unet_core.segment.segment_probabilities`), which calls this.
+    Prediction front ends call :func:`unet_core.pipeline.iter_segment` (or
+    :func:`unet_core.pipeline.segment_probabilities`), which calls this.
 
     Parameters
     ----------

@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..io import labels_dtype, read_tiff, write_tiff
-    from ..segment import iter_segment
+    from ..pipeline import iter_segment
 
     postprocess = config_from_args(PostprocessConfig, args)
     out = check_output(args.output, args.overwrite)
