@@ -8,16 +8,14 @@
   when the widget closes, the annotation layers are written atomically to
   ``<autosave folder>/<image>/`` (``labels.tif``, ``region.json``, ``session.json``). When an image
   whose autosave exists is opened (or chosen), the widget offers to restore it. A crash or a
-  kill therefore never loses more than *N* seconds of painting.
+  kill therefore never loses more than *N* seconds of painting. The files are the business of
+  the Qt-free :class:`napari_unet._autosave.AutosaveStore`; this widget only schedules it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import napari
@@ -38,6 +36,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._autosave import (
+    LABELS_FILE,
+    REGION_FILE,
+    SESSION_FILE,
+    AnnotationSession,
+    AutosaveSettings,
+    AutosaveStore,
+    find_autosave,
+)
 from ._layers import (
     ANNOTATION_DTYPE,
     LABELS_SUFFIX,
@@ -48,55 +55,15 @@ from ._layers import (
     real_viewer,
     spatial_shape,
 )
-from ._project import autosave_dir, project_home
 
 log = logging.getLogger(__name__)
 
-LABELS_FILE = "labels.tif"
-REGION_FILE = "region.json"
-SESSION_FILE = "session.json"
+__all__ = [
+    "LABELS_FILE", "REGION_FILE", "SESSION_FILE", "AnnotateWidget", "AnnotationSession",
+    "AutosaveSettings", "find_autosave",
+]
+
 NEW_OBJECT_KEY = "n"
-
-
-@dataclass
-class AnnotationSession:
-    """The annotation layers of one image and whether they changed since the last save."""
-
-    image_name: str
-    shape: tuple[int, ...]
-    labels: napari.layers.Labels | None = None
-    region: napari.layers.Shapes | None = None
-    labels_dirty: bool = False
-    region_dirty: bool = False
-    last_saved: float | None = None
-
-    @property
-    def dirty(self) -> bool:
-        return self.labels_dirty or self.region_dirty
-
-
-@dataclass
-class AutosaveSettings:
-    """Where and how often annotations are saved."""
-
-    folder: Path = field(default_factory=lambda: project_home() / "autosave")
-    interval_s: int = 30
-    enabled: bool = True
-
-
-def _write_bytes(data: bytes, fh) -> None:
-    fh.write(data)
-
-
-def find_autosave(folder: Path) -> dict | None:
-    """The ``session.json`` of an autosave folder when it holds saved labels, else None."""
-    session = folder / SESSION_FILE
-    if not (folder / LABELS_FILE).is_file():
-        return None
-    try:
-        return json.loads(session.read_text()) if session.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 class AnnotateWidget(QWidget):
@@ -106,6 +73,7 @@ class AnnotateWidget(QWidget):
         super().__init__(parent)
         self.viewer = real_viewer(napari_viewer)
         self.settings = AutosaveSettings()
+        self.store = AutosaveStore(self.settings.folder)
         self.sessions: dict[str, AnnotationSession] = {}
         self._restore_target: str | None = None
 
@@ -339,15 +307,15 @@ class AnnotateWidget(QWidget):
     def set_folder(self, folder: str | Path) -> None:
         """Use ``folder`` (one subfolder per image) for autosaves."""
         self.settings.folder = Path(folder).expanduser()
+        self.store = AutosaveStore(self.settings.folder)
         self.folder_edit.setText(str(self.settings.folder))
         for session in self.sessions.values():
-            session.labels_dirty = session.labels_dirty or session.labels is not None
-            session.region_dirty = session.region_dirty or session.region is not None
+            session.mark_present_dirty()
         self.check_restore()
 
     def session_dir(self, image_name: str) -> Path:
         """Autosave folder of ``image_name``."""
-        return autosave_dir(image_name, self.settings.folder)
+        return self.store.session_dir(image_name)
 
     def autosave_tick(self) -> None:
         """Timer: save every session that changed since its last save."""
@@ -359,59 +327,32 @@ class AnnotateWidget(QWidget):
         """Save every annotation session now, changed or not; return the written files."""
         written: list[Path] = []
         for session in self.sessions.values():
-            session.labels_dirty = session.labels is not None
-            session.region_dirty = session.region is not None
+            session.mark_present_dirty()
             written += self.save_session(session)
         return written
 
     def save_session(self, session: AnnotationSession) -> list[Path]:
-        """Write the changed layers of ``session`` atomically; return the written files."""
+        """Write the changed layers of ``session`` (see :class:`AutosaveStore`); return the files."""
         from napari.utils.notifications import show_error
-
-        from unet_core.io import atomic_write, labels_dtype, write_tiff
 
         if not session.dirty:
             return []
-        folder = self.session_dir(session.image_name)
-        written: list[Path] = []
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if session.labels_dirty and session.labels is not None:
-                data = np.asarray(session.labels.data)
-                path = write_tiff(
-                    folder / LABELS_FILE, data.astype(labels_dtype(data), copy=False),
-                    pixel_size=tuple(float(s) for s in session.labels.scale), overwrite=True,
-                )
-                written.append(Path(path))
-            session.labels_dirty = False
-            if session.region_dirty and session.region is not None:
-                payload = {
-                    "shape_type": list(session.region.shape_type),
-                    "data": [np.asarray(d).tolist() for d in session.region.data],
-                }
-                text = json.dumps(payload).encode()
-                written.append(atomic_write(folder / REGION_FILE, partial(_write_bytes, text), overwrite=True))
-            session.region_dirty = False
-            meta = {
-                "image": session.image_name,
-                "shape": list(session.shape),
-                "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
-            meta_text = json.dumps(meta, indent=2).encode()
-            atomic_write(folder / SESSION_FILE, partial(_write_bytes, meta_text), overwrite=True)
+            written = self.store.save(session)
         except OSError as exc:
+            folder = self.session_dir(session.image_name)
             show_error(f"Annotate: autosave to {folder} failed ({exc}); choose another autosave folder.")
-            return written
-        session.last_saved = time.time()
-        self.status.setText(f"Autosaved '{session.image_name}' at {time.strftime('%H:%M:%S')} to {folder}")
-        log.debug("autosaved %s", written)
+            return []
+        self.status.setText(
+            f"Autosaved '{session.image_name}' at {time.strftime('%H:%M:%S')} to {self.session_dir(session.image_name)}"
+        )
         return written
 
     # -- restore ---------------------------------------------------------------------------------
     def check_restore(self, image_name: str | None = None, notify: bool = False) -> bool:
         """Offer to restore an autosave of ``image_name`` (default: the chosen image)."""
         name = image_name or self.image_combo.currentText()
-        meta = find_autosave(self.session_dir(name)) if name else None
+        meta = self.store.find(name) if name else None
         current = find_layer(self.viewer, name + LABELS_SUFFIX) if name else None
         if meta is None or (current is not None and np.any(current.data)):
             if name == self._restore_target or image_name is None:
@@ -438,7 +379,6 @@ class AnnotateWidget(QWidget):
         from napari.utils.notifications import show_error
 
         from unet_core.errors import InputError
-        from unet_core.io import read_tiff
 
         name = self._restore_target or self.image_combo.currentText()
         image = find_layer(self.viewer, name, napari.layers.Image)
@@ -447,7 +387,7 @@ class AnnotateWidget(QWidget):
             return None
         folder = self.session_dir(name)
         try:
-            data, _ = read_tiff(folder / LABELS_FILE)
+            data = self.store.load_labels(name)
         except InputError as exc:
             show_error(f"Annotate: cannot restore ({exc}).")
             return None
@@ -465,16 +405,7 @@ class AnnotateWidget(QWidget):
         else:
             labels.data = restored
         self._track_labels(session, labels)
-        region_file = folder / REGION_FILE
-        if region_file.is_file():
-            try:
-                payload = json.loads(region_file.read_text())
-                region = self._ensure_region(image, session)
-                region.data = []
-                if payload.get("data"):
-                    region.add([np.asarray(d) for d in payload["data"]], shape_type=payload["shape_type"])
-            except (OSError, json.JSONDecodeError, ValueError) as exc:
-                show_error(f"Annotate: the saved training region could not be read ({exc}); draw it again.")
+        self._restore_region(image, session)
         session.labels_dirty = session.region_dirty = False
         self.prepare_painting(labels)
         self.restore_button.setVisible(False)
@@ -482,6 +413,20 @@ class AnnotateWidget(QWidget):
         self._restore_target = None
         self.status.setText(f"Restored annotations of '{name}' from {folder}")
         return labels
+
+    def _restore_region(self, image, session: AnnotationSession) -> None:
+        from napari.utils.notifications import show_error
+
+        try:
+            payload = self.store.load_region(image.name)
+            if payload is None:
+                return
+            region = self._ensure_region(image, session)
+            region.data = []
+            if payload["data"]:
+                region.add(payload["data"], shape_type=payload["shape_type"])
+        except (OSError, ValueError) as exc:
+            show_error(f"Annotate: the saved training region could not be read ({exc}); draw it again.")
 
     # -- closing ---------------------------------------------------------------------------------
     def hideEvent(self, event) -> None:  # noqa: N802 (Qt API)

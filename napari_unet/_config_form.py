@@ -2,21 +2,23 @@
 
 The form reads the fields, types, defaults and (numpydoc ``Attributes``) descriptions of a frozen
 config dataclass such as :class:`unet_core.config.TrainConfig`, makes one editor per simple field
-(bool -> check box, int -> spin box, float -> spin box, str with known choices -> combo box,
+(field with choices -> combo box, bool -> check box, int -> spin box, float -> spin box,
 optional number -> spin box whose minimum means "none") and returns an updated instance with
-:meth:`ConfigForm.value`. New engine options appear in the GUI without a GUI change.
+:meth:`ConfigForm.value`. New engine options appear in the GUI without a GUI change. Choices and
+descriptions come from :func:`unet_core.config.field_choices` / :func:`~unet_core.config.field_docs`
+(the fields' ``Literal`` types, or the registries of architectures, losses and devices): the same
+source the command line reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import typing
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,71 +29,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-#: choices of string options: field name -> callable returning the allowed values
-CHOICES: dict[str, Callable[[], Sequence[str]]] = {}
+from unet_core.config import choices_are_open, field_choices, field_docs
 
-
-def _fixed(*values: str) -> Callable[[], list[str]]:
-    return partial(list, values)
-
-
-def _architectures() -> list[str]:
-    from unet_core.models import available_architectures
-
-    return list(available_architectures())
-
-
-def _losses() -> list[str]:
-    try:
-        from unet_core.training.losses import available_losses
-    except ImportError:
-        return []
-    return list(available_losses())
-
-
-def _devices() -> list[str]:
-    from unet_core.device import available_devices
-
-    return ["auto", *available_devices()]
-
-
-CHOICES.update(
-    {
-        "arch": _architectures,
-        "padding": _fixed("valid", "same"),
-        "up_mode": _fixed("transpose", "bilinear"),
-        "optimizer": _fixed("adam", "sgd"),
-        "loss": _losses,
-        "device": _devices,
-        "mode": _fixed("percentile", "minmax", "none"),
-        "schedule": _fixed("cosine", "constant"),
-        "time_clock": _fixed("wall", "process"),
-    }
-)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Descriptions of a dataclass's attributes from its numpydoc ``Attributes`` section."""
-    doc = cls.__doc__ or ""
-    out: dict[str, str] = {}
-    current = None
-    in_attrs = False
-    for line in doc.splitlines():
-        stripped = line.strip()
-        if stripped == "Attributes":
-            in_attrs = True
-            continue
-        if not in_attrs or set(stripped) == {"-"}:
-            continue
-        m = re.match(r"^(\w+(?:, \w+)*)\s*:", stripped)
-        if m and line.startswith("    ") and not line.startswith("        "):
-            current = [n.strip() for n in m.group(1).split(",")]
-            for n in current:
-                out[n] = ""
-        elif current and stripped:
-            for n in current:
-                out[n] = (out[n] + " " + stripped).strip()
-    return out
+__all__ = ["TRISTATE", "ConfigForm", "field_docs"]
 
 
 def _is_optional_number(tp: Any) -> bool:
@@ -102,6 +42,17 @@ def _is_optional_number(tp: Any) -> bool:
 def _is_optional_bool(tp: Any) -> bool:
     args = typing.get_args(tp)
     return type(None) in args and bool in args
+
+
+def _edited_signal(editor: QWidget):
+    """The signal an editor emits when its value changes."""
+    if isinstance(editor, QCheckBox):
+        return editor.toggled
+    if isinstance(editor, QComboBox):
+        return editor.currentTextChanged
+    if isinstance(editor, QLineEdit):
+        return editor.textChanged
+    return editor.valueChanged
 
 
 #: texts of an optional bool (None = let the engine decide)
@@ -123,6 +74,9 @@ class ConfigForm(QWidget):
         Display labels per field (default: the field name in words).
     """
 
+    #: emitted whenever an editor's value changes (by the user or by :meth:`set`)
+    changed = Signal()
+
     def __init__(
         self,
         config: Any,
@@ -137,6 +91,7 @@ class ConfigForm(QWidget):
         self._types = typing.get_type_hints(type(config))
         docs = field_docs(type(config))
         self._docs = docs
+        self._choice_types: dict[str, type] = {}
         names = [f.name for f in dataclasses.fields(config)]
         if fields is not None:
             names = [n for n in fields if n in names]
@@ -151,15 +106,22 @@ class ConfigForm(QWidget):
                 continue
             editor.setToolTip(docs.get(name, ""))
             editor.setObjectName(name)
+            _edited_signal(editor).connect(self._emit_changed)
             self.editors[name] = editor
             text = (labels or {}).get(name, name.replace("_", " "))
             layout.addRow(text, editor)
+
+    def _emit_changed(self, *_) -> None:
+        self.changed.emit()
 
     # -- building ------------------------------------------------------------------------------
     def _make_editor(self, name: str, value: Any) -> QWidget | None:
         tp = self._types.get(name)
         if dataclasses.is_dataclass(value) or isinstance(value, tuple | list | dict):
             return None
+        choices = field_choices(type(self._config), name)
+        if choices:
+            return self._choice_editor(name, value, choices)
         if isinstance(value, bool) and not _is_optional_bool(tp):
             box = QCheckBox()
             box.setChecked(value)
@@ -170,16 +132,7 @@ class ConfigForm(QWidget):
             combo.setCurrentText(next(k for k, v in TRISTATE.items() if v is value))
             return combo
         if _is_optional_number(tp):
-            doc = self._docs.get(name, "").lower()
-            integer = int in typing.get_args(tp) and float not in typing.get_args(tp)
-            spin = QSpinBox() if integer else QDoubleSpinBox()
-            spin.setRange(0, 2**31 - 1) if integer else spin.setRange(0.0, 1e9)
-            if not integer:
-                spin.setDecimals(1)
-            # the minimum means None: "auto" where the engine then chooses, else "none"
-            spin.setSpecialValueText("auto" if ("auto" in doc or "per device" in doc) else "none")
-            spin.setValue(0 if value is None else value)
-            return spin
+            return self._optional_number_editor(name, value, tp)
         if isinstance(value, int):
             spin = QSpinBox()
             spin.setRange(0 if value >= 0 else -(2**31), 2**31 - 1)
@@ -194,18 +147,30 @@ class ConfigForm(QWidget):
             spin.setValue(value)
             return spin
         if isinstance(value, str):
-            choices = list(CHOICES[name]()) if name in CHOICES else []
-            if choices:
-                combo = QComboBox()
-                combo.setEditable(name == "loss")  # losses combine: 'wce+0.5*dice'
-                combo.addItems(choices)
-                if value not in choices:
-                    combo.addItem(value)
-                combo.setCurrentText(value)
-                return combo
-            edit = QLineEdit(value)
-            return edit
+            return QLineEdit(value)
         return None
+
+    def _choice_editor(self, name: str, value: Any, choices: tuple[Any, ...]) -> QComboBox:
+        combo = QComboBox()
+        combo.setEditable(choices_are_open(type(self._config), name))  # losses combine: 'wce+0.5*dice'
+        combo.addItems([str(c) for c in choices])
+        self._choice_types[name] = type(choices[0])
+        if combo.findText(str(value)) < 0:
+            combo.addItem(str(value))
+        combo.setCurrentText(str(value))
+        return combo
+
+    def _optional_number_editor(self, name: str, value: Any, tp: Any) -> QWidget:
+        doc = self._docs.get(name, "").lower()
+        integer = int in typing.get_args(tp) and float not in typing.get_args(tp)
+        spin = QSpinBox() if integer else QDoubleSpinBox()
+        spin.setRange(0, 2**31 - 1) if integer else spin.setRange(0.0, 1e9)
+        if not integer:
+            spin.setDecimals(1)
+        # the minimum means None: "auto" where the engine then chooses, else "none"
+        spin.setSpecialValueText("auto" if ("auto" in doc or "per device" in doc) else "none")
+        spin.setValue(0 if value is None else value)
+        return spin
 
     # -- reading / writing ---------------------------------------------------------------------
     def get(self, name: str) -> Any:
@@ -217,7 +182,7 @@ class ConfigForm(QWidget):
         if isinstance(editor, QComboBox):
             if _is_optional_bool(tp):
                 return TRISTATE[editor.currentText()]
-            return editor.currentText()
+            return self._choice_types.get(name, str)(editor.currentText())
         if isinstance(editor, QLineEdit):
             return editor.text()
         if _is_optional_number(tp):

@@ -8,7 +8,6 @@ predict -> correct -> fine-tune.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -19,21 +18,22 @@ from typing import Any
 import napari
 import napari.layers
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ._config_form import CHOICES, ConfigForm
+from unet_core.config import PostprocessConfig, TrainConfig, field_choices
+
+from ._config_form import ConfigForm
 from ._jobs import JobOutcome, JobRunner, worker_threads
 from ._layers import (
     ANNOTATION_DTYPE,
@@ -49,52 +49,35 @@ from ._layers import (
     real_viewer,
     spatial_shape,
 )
-from ._project import models_dir
-from ._registry import MODELS
+from ._model_source import CHECKPOINT_FILE, SESSION_PREFIX, ModelSourceChooser
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint file"
-SESSION_PREFIX = "this session: "
+__all__ = ["CHECKPOINT_FILE", "SESSION_PREFIX", "PredictWidget", "PredictionResult", "predict_job"]
+
 WHOLE = "whole image / stack"
 CURRENT = "current slice"
-
-
-def _postprocess_default(name: str) -> Any:
-    from unet_core.postprocess import probabilities_to_instances
-
-    return inspect.signature(probabilities_to_instances).parameters[name].default
-
-
-@dataclass(frozen=True)
-class PostprocessOptions:
-    """Options of ``probabilities_to_instances`` (defaults read from the engine's signature).
-
-    Attributes
-    ----------
-    threshold : float
-        Foreground probability threshold.
-    split_touching : bool
-        Split touching objects with a distance-transform watershed.
-    min_size : int
-        Objects smaller than this many pixels are removed.
-    min_distance : int
-        Minimum distance between watershed seeds in pixels.
-    """
-
-    threshold: float = _postprocess_default("threshold")
-    split_touching: bool = _postprocess_default("split_touching")
-    min_size: int = _postprocess_default("min_size")
-    min_distance: int = _postprocess_default("min_distance")
+#: milliseconds without further edits of the post-processing options before they are re-applied
+REAPPLY_DELAY_MS = 400
 
 
 @dataclass(frozen=True)
 class PredictionResult:
-    """What a prediction job returns: slice index (None = whole), foreground probability, labels."""
+    """What a prediction job returns: the image, slice index (None = whole) and segmentation."""
 
+    image_name: str
     index: int | None
-    probability: np.ndarray
-    labels: np.ndarray
+    segmentation: Any  # unet_core.pipeline.Segmentation
+
+    @property
+    def probability(self) -> np.ndarray:
+        """Foreground probability, float32, the spatial shape of the image (or slice)."""
+        return self.segmentation.foreground
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Instance labels, uint32, the spatial shape of the image (or slice)."""
+        return self.segmentation.labels
 
 
 def predict_job(
@@ -105,24 +88,31 @@ def predict_job(
     index: int | None,
     tta: bool,
     device: str,
-    options: PostprocessOptions,
+    postprocess: PostprocessConfig,
+    image_name: str = "",
 ) -> Generator:
-    """Worker generator: load the model if needed, predict tiles, post-process."""
+    """Worker generator: load the model if needed, then the engine's pipeline (tiles, instances)."""
     from unet_core.checkpoint import load_checkpoint
-    from unet_core.postprocess import foreground_probability, probabilities_to_instances
-    from unet_core.progress import Progress
-    from unet_core.tiling import iter_predict_tiled
+    from unet_core.pipeline import iter_segment
 
     if model is None:
         model = load_checkpoint(checkpoint).model
     data = image[index] if index is not None else image
-    probs = yield from iter_predict_tiled(model, data, channel_axis=channel_axis, device=device, tta=tta)
-    yield Progress("postprocess", 0, 0, "instances")
-    labels = probabilities_to_instances(
-        probs, threshold=options.threshold, split_touching=options.split_touching,
-        min_size=options.min_size, min_distance=options.min_distance,
+    segmentation = yield from iter_segment(
+        model, data, postprocess, channel_axis=channel_axis, device=device, tta=tta
     )
-    return PredictionResult(index, foreground_probability(probs), labels)
+    return PredictionResult(image_name, index, segmentation)
+
+
+def reapply_job(result: PredictionResult, postprocess: PostprocessConfig) -> Generator:
+    """Worker generator: post-process the kept probabilities of ``result`` again."""
+    from unet_core.pipeline import segment_probabilities
+    from unet_core.progress import Progress
+
+    yield Progress("postprocess", 0, 1, "instances")
+    return PredictionResult(
+        result.image_name, result.index, segment_probabilities(result.segmentation.probabilities, postprocess)
+    )
 
 
 class PredictWidget(QWidget):
@@ -132,17 +122,21 @@ class PredictWidget(QWidget):
         super().__init__(parent)
         self.viewer = real_viewer(napari_viewer)
         self.image_combo = LayerChooser(self.viewer, napari.layers.Image)
-        self.model_combo = QComboBox()
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("model checkpoint (.pt)")
-        self.checkpoint_button = QPushButton("...")
-        self.checkpoint_button.setMaximumWidth(30)
+        self.model_source = ModelSourceChooser(
+            new_model=False, saved_only=False, placeholder="model checkpoint (.pt)",
+            missing_hint="train one in the Train widget or choose a checkpoint (.pt)",
+        )
+        self.model_combo = self.model_source.combo
+        self.checkpoint_edit = self.model_source.checkpoint_edit
         self.scope_combo = QComboBox()
         self.scope_combo.addItems([WHOLE, CURRENT])
         self.tta_check = QCheckBox("test-time augmentation (8 flips/rotations)")
         self.device_combo = QComboBox()
-        self.device_combo.addItems(CHOICES["device"]())
-        self.post_form = ConfigForm(PostprocessOptions())
+        self.device_combo.addItems([str(d) for d in field_choices(TrainConfig, "device")])
+        self.post_form = ConfigForm(PostprocessConfig())
+        self.reapply_timer = QTimer(self)
+        self.reapply_timer.setSingleShot(True)
+        self.reapply_timer.setInterval(REAPPLY_DELAY_MS)
         self.predict_button = QPushButton("Predict")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -152,11 +146,7 @@ class PredictWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
-        form.addRow("model", self.model_combo)
-        ck_row = QHBoxLayout()
-        ck_row.addWidget(self.checkpoint_edit)
-        ck_row.addWidget(self.checkpoint_button)
-        form.addRow(ck_row)
+        form.addRow("model", self.model_source)
         form.addRow("predict", self.scope_combo)
         form.addRow("device", self.device_combo)
         form.addRow(self.tta_check)
@@ -178,63 +168,30 @@ class PredictWidget(QWidget):
         self.predict_button.clicked.connect(self.predict)
         self.cancel_button.clicked.connect(self.cancel)
         self.use_button.clicked.connect(self.use_as_annotations)
-        self.checkpoint_button.clicked.connect(self.choose_checkpoint)
-        self.model_combo.currentTextChanged.connect(self._on_model_changed)
+        self.post_form.changed.connect(self.reapply_timer.start)
+        self.reapply_timer.timeout.connect(self.reapply_postprocess)
         self._source_name: str | None = None
-        MODELS.changed.connect(self._refresh_models)
-        self._refresh_models()
+        #: the last result, whose probabilities are post-processed again when the options change
+        self.last_result: PredictionResult | None = None
+        self._reapply_pending = False
 
     def reset_choices(self, event=None) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
         self.image_combo.refresh()
 
     # -- model -----------------------------------------------------------------------------------
-    def _refresh_models(self) -> None:
-        try:
-            self._list_models()
-        except RuntimeError:  # the widget was deleted with its viewer
-            MODELS.changed.disconnect(self._refresh_models)
-
-    def _list_models(self) -> None:
-        names = [SESSION_PREFIX + n for n in MODELS.names()]
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItems([*reversed(names), CHECKPOINT_FILE])  # newest first
-        self.model_combo.setCurrentIndex(0)
-        self.model_combo.blockSignals(False)
-        self._on_model_changed()
-
-    def _on_model_changed(self, *_) -> None:
-        is_file = self.model_combo.currentText() == CHECKPOINT_FILE
-        self.checkpoint_edit.setEnabled(is_file)
-        self.checkpoint_button.setEnabled(is_file)
-
     def choose_checkpoint(self) -> None:
         """Pick a checkpoint file."""
-        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", str(models_dir()), "Checkpoints (*.pt)")
-        if path:
-            self.set_checkpoint(path)
+        self.model_source.choose_checkpoint()
 
     def set_checkpoint(self, path: str | Path) -> None:
         """Predict with the checkpoint at ``path``."""
-        self.checkpoint_edit.setText(str(path))
-        self.model_combo.setCurrentText(CHECKPOINT_FILE)
+        self.model_source.set_checkpoint(path)
 
-    def model_source(self) -> tuple[Any, Path | None]:
-        """``(model, None)`` for a session model or ``(None, checkpoint path)``."""
-        from unet_core.errors import InputError
-
-        choice = self.model_combo.currentText()
-        if choice.startswith(SESSION_PREFIX):
-            entry = MODELS.get(choice[len(SESSION_PREFIX):])
-            if entry is not None:
-                return entry.model, entry.checkpoint
-        text = self.checkpoint_edit.text().strip()
-        if not text or not Path(text).expanduser().is_file():
-            raise InputError(
-                f"model {text or '(none)'} not found; train one in the Train widget or choose a checkpoint (.pt)"
-            )
-        return None, Path(text).expanduser()
+    def model_source_value(self) -> tuple[Any, Path | None]:
+        """``(model, checkpoint)`` of a session model or ``(None, checkpoint path)``."""
+        source = self.model_source.source()
+        return source.model, source.checkpoint
 
     # -- running ---------------------------------------------------------------------------------
     def predict(self) -> bool:
@@ -249,7 +206,8 @@ class PredictWidget(QWidget):
         try:
             if image is None:
                 raise InputError("choose an image layer to segment")
-            model, checkpoint = self.model_source()
+            model, checkpoint = self.model_source_value()
+            postprocess = self.post_form.value()
         except InputError as exc:
             show_error(f"Prediction: {exc}")
             return False
@@ -262,7 +220,7 @@ class PredictWidget(QWidget):
         self.runner.start(
             partial(
                 predict_job, model, checkpoint if model is None else None, data, channel_axis, index,
-                self.tta_check.isChecked(), self.device_combo.currentText(), self.post_form.value(),
+                self.tta_check.isChecked(), self.device_combo.currentText(), postprocess, image.name,
             ),
             torch_threads=worker_threads(),
         )
@@ -281,7 +239,38 @@ class PredictWidget(QWidget):
         if not outcome.ok or outcome.value is None:
             self.status.setText(f"Prediction failed: {outcome.error}")
             return
-        self.show_result(self._source_name, outcome.value)
+        self.last_result = outcome.value
+        self.show_result(outcome.value.image_name or self._source_name, outcome.value)
+        if self._reapply_pending:
+            self.reapply_postprocess()
+
+    def reapply_postprocess(self) -> bool:
+        """Post-process the last prediction again with the current options (no new prediction).
+
+        Runs in the worker; called when the post-processing options change. False when there is
+        nothing to redo, the options are out of range (the status says why), or a job runs (it
+        is redone when that job ends).
+        """
+        from unet_core.errors import InputError
+
+        result = self.last_result
+        if result is None or find_layer(self.viewer, result.image_name, napari.layers.Image) is None:
+            return False
+        if self.runner.running:
+            self._reapply_pending = True
+            return False
+        self._reapply_pending = False
+        try:
+            postprocess = self.post_form.value()
+        except InputError as exc:
+            self.status.setText(f"Post-processing: {exc}")
+            return False
+        if postprocess == result.segmentation.postprocess:
+            return False
+        self.predict_button.setEnabled(False)
+        self.status.setText(f"Post-processing '{result.image_name}' again...")
+        self.runner.start(partial(reapply_job, result, postprocess))
+        return True
 
     def show_result(self, image_name: str, result: PredictionResult) -> None:
         """Add or replace the probability and prediction layers of ``image_name``."""

@@ -21,7 +21,6 @@ import napari.layers
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -46,15 +45,12 @@ from ._layers import (
     real_viewer,
     region_mask,
 )
+from ._model_source import ModelSourceChooser
 from ._plot import TrainingPlot
 from ._project import ask_overwrite, models_dir, safe_name
 from ._registry import MODELS, ModelEntry
 
 log = logging.getLogger(__name__)
-
-NEW_MODEL = "new model"
-CHECKPOINT_FILE = "checkpoint file"
-SESSION_PREFIX = "this session: "
 
 #: ModelConfig fields offered for a new model
 MODEL_FIELDS = ("arch", "depth", "base_channels", "padding", "batch_norm", "dropout", "up_mode")
@@ -113,19 +109,16 @@ class TrainWidget(QWidget):
         data_form.addRow(self.pair_list)
 
         # model
-        self.source_combo = QComboBox()
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("checkpoint to fine-tune (.pt)")
-        self.checkpoint_button = QPushButton("...")
-        self.checkpoint_button.setMaximumWidth(30)
         self.model_form = ConfigForm(defaults.model, fields=MODEL_FIELDS)
+        self.model_source = ModelSourceChooser(
+            new_model=True, saved_only=True, placeholder="checkpoint to fine-tune (.pt)",
+            missing_hint="choose a .pt file to fine-tune",
+        )
+        self.source_combo = self.model_source.combo
+        self.checkpoint_edit = self.model_source.checkpoint_edit
         model_box = QGroupBox("Model")
         model_layout = QFormLayout(model_box)
-        model_layout.addRow("start from", self.source_combo)
-        ck_row = QHBoxLayout()
-        ck_row.addWidget(self.checkpoint_edit)
-        ck_row.addWidget(self.checkpoint_button)
-        model_layout.addRow(ck_row)
+        model_layout.addRow("start from", self.model_source)
         model_layout.addRow(self.model_form)
 
         # hyperparameters, straight from TrainConfig
@@ -193,12 +186,10 @@ class TrainWidget(QWidget):
         self.remove_pair_button.clicked.connect(self.remove_pair)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
-        self.checkpoint_button.clicked.connect(self.choose_checkpoint)
         self.output_button.clicked.connect(self.choose_output)
-        self.source_combo.currentTextChanged.connect(self._on_source_changed)
+        self.model_source.changed.connect(self._on_source_changed)
         self.image_combo.currentTextChanged.connect(self._on_image_chosen)
-        MODELS.changed.connect(self._refresh_sources)
-        self._refresh_sources()
+        self._on_source_changed()
         self._on_image_chosen()
 
     def reset_choices(self, event=None) -> None:
@@ -207,7 +198,7 @@ class TrainWidget(QWidget):
             combo.refresh()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        MODELS.changed.disconnect(self._refresh_sources)
+        self.model_source.disconnect_registry()
         super().closeEvent(event)
 
     # -- data ------------------------------------------------------------------------------------
@@ -270,34 +261,12 @@ class TrainWidget(QWidget):
         return out
 
     # -- model source ----------------------------------------------------------------------------
-    def _refresh_sources(self) -> None:
-        try:
-            self._list_sources()
-        except RuntimeError:  # the widget was deleted with its viewer
-            MODELS.changed.disconnect(self._refresh_sources)
-
-    def _list_sources(self) -> None:
-        current = self.source_combo.currentText()
-        items = [NEW_MODEL, CHECKPOINT_FILE] + [SESSION_PREFIX + n for n in MODELS.names() if MODELS.get(n).checkpoint]
-        self.source_combo.blockSignals(True)
-        self.source_combo.clear()
-        self.source_combo.addItems(items)
-        self.source_combo.setCurrentText(current if current in items else NEW_MODEL)
-        self.source_combo.blockSignals(False)
-        self._on_source_changed()
-
     def _on_source_changed(self, *_) -> None:
-        source = self.source_combo.currentText()
-        self.model_form.setEnabled(source == NEW_MODEL)
-        self.checkpoint_edit.setEnabled(source == CHECKPOINT_FILE)
-        self.checkpoint_button.setEnabled(source == CHECKPOINT_FILE)
+        self.model_form.setEnabled(self.model_source.is_new())
 
     def choose_checkpoint(self) -> None:
         """Pick a checkpoint to fine-tune."""
-        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint to fine-tune", str(models_dir()), "Checkpoints (*.pt)")
-        if path:
-            self.checkpoint_edit.setText(path)
-            self.source_combo.setCurrentText(CHECKPOINT_FILE)
+        self.model_source.choose_checkpoint()
 
     def choose_output(self) -> None:
         """Pick where the checkpoint is saved."""
@@ -307,20 +276,7 @@ class TrainWidget(QWidget):
 
     def init_from(self) -> Path | None:
         """Checkpoint to fine-tune, or None for a new model."""
-        from unet_core.errors import InputError
-
-        source = self.source_combo.currentText()
-        if source == NEW_MODEL:
-            return None
-        if source == CHECKPOINT_FILE:
-            text = self.checkpoint_edit.text().strip()
-            if not text or not Path(text).expanduser().is_file():
-                raise InputError(f"checkpoint {text or '(none)'} not found; choose a .pt file to fine-tune")
-            return Path(text).expanduser()
-        entry = MODELS.get(source[len(SESSION_PREFIX):])
-        if entry is None or entry.checkpoint is None:
-            raise InputError(f"{source} has no saved checkpoint; choose another model")
-        return entry.checkpoint
+        return self.model_source.source().checkpoint
 
     def config(self, pairs=None):
         """The :class:`TrainConfig` the form describes (in_channels follow the data)."""

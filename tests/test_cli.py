@@ -68,3 +68,49 @@ def test_refuses_to_overwrite(files):
     r = _cli("weights", str(d / "lab.tif"), "-o", str(d / "w.tif"))
     assert r.returncode == 2 and "--overwrite" in r.stderr
     assert (d / "w.tif").read_bytes() == b"keep me"
+
+
+def test_predict_postprocess_flags_come_from_the_dataclass(capsys):
+    import dataclasses
+
+    from unet_core.config import PostprocessConfig
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(PostprocessConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in out, flag
+        assert f"(default: {f.default})" in out.split(flag, 1)[1], flag
+    assert "--min-distance" in out and "--no-split-touching" in out
+
+
+def test_predict_postprocess_flags_reach_the_pipeline(files, monkeypatch):
+    from unet_core import pipeline
+    from unet_core.checkpoint import save_checkpoint
+    from unet_core.config import ModelConfig, PostprocessConfig
+    from unet_core.models import build_model
+
+    d = files
+    save_checkpoint(d / "m.pt", build_model(ModelConfig(depth=1, base_channels=2, padding="same")))
+    seen = []
+    real = pipeline.iter_segment
+
+    def spy(model, image, postprocess, **kw):
+        seen.append(postprocess)
+        return real(model, image, postprocess, **kw)
+
+    monkeypatch.setattr(pipeline, "iter_segment", spy)
+    args = ["predict", str(d / "m.pt"), str(d / "img.tif"), "-o", str(d / "p.tif"), "--device", "cpu"]
+    assert main([*args, "--threshold", "0.25", "--min-distance", "7", "--no-split", "--min-size", "0"]) == 0
+    assert seen[-1] == PostprocessConfig(threshold=0.25, split_touching=False, min_size=0, min_distance=7)
+    assert main([*args, "--overwrite"]) == 0
+    assert seen[-1] == PostprocessConfig()
+
+
+def test_threshold_nan_is_one_line_error(files):
+    d = files
+    r = _cli("predict", str(d / "m.pt"), str(d / "img.tif"), "-o", str(d / "p.tif"), "--threshold", "nan")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "threshold" in r.stderr and "[0, 1)" in r.stderr
+    assert not (d / "p.tif").exists()

@@ -103,3 +103,30 @@ def test_npe2_writer_through_napari_save(make_napari_viewer, tmp_path):
     assert back.dtype == np.uint16  # never int64
     np.testing.assert_array_equal(back, data)
     assert meta.pixel_size[-2:] == pytest.approx((2.0, 0.25))
+
+
+def test_postprocess_form_is_the_engine_dataclass_and_reapplies(make_napari_viewer, qtbot, cpu_only, project_home, registry, tiny_model):  # noqa: F811
+    import dataclasses
+
+    from unet_core.config import PostprocessConfig
+
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = open_widget(viewer, "Predict")
+    assert list(widget.post_form.editors) == [f.name for f in dataclasses.fields(PostprocessConfig)]
+    assert widget.post_form.value() == PostprocessConfig()
+    assert not widget.reapply_postprocess()  # nothing predicted yet
+    widget.set_checkpoint(tiny_model)
+    widget.post_form.set("threshold", 0.0)
+    widget.post_form.set("split_touching", False)
+    assert widget.predict()
+    assert wait_job(qtbot, widget.runner).ok
+    first = widget.last_result
+    assert first.segmentation.postprocess.threshold == 0.0 and viewer.layers["nuclei prediction"].data.max() == 1
+    # changing an option post-processes the kept probabilities again (no new prediction)
+    widget.post_form.set("min_size", 10**6)
+    qtbot.waitUntil(lambda: widget.last_result is not first and not widget.runner.running, timeout=10_000)
+    again = widget.last_result
+    assert again.segmentation.probabilities is first.segmentation.probabilities
+    assert again.segmentation.postprocess.min_size == 10**6
+    assert viewer.layers["nuclei prediction"].data.max() == 0  # every object is now too small

@@ -16,18 +16,38 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
+    # configs
     "ModelConfig": "unet_core.config",
     "NormalizationConfig": "unet_core.config",
+    "WeightMapConfig": "unet_core.config",
+    "AugmentConfig": "unet_core.config",
     "TrainConfig": "unet_core.config",
+    "PostprocessConfig": "unet_core.config",
+    # models and checkpoints
     "UNet": "unet_core.models.unet",
     "build_model": "unet_core.models",
+    "available_architectures": "unet_core.models",
+    "save_checkpoint": "unet_core.checkpoint",
+    "load_checkpoint": "unet_core.checkpoint",
+    "Checkpoint": "unet_core.checkpoint",
+    # training
     "boundary_weight_map": "unet_core.weights",
+    "TrainingPair": "unet_core.training.data",
+    "train": "unet_core.training.trainer",
+    "TrainResult": "unet_core.training.trainer",
+    # prediction
+    "segment": "unet_core.pipeline",
+    "iter_segment": "unet_core.pipeline",
+    "segment_probabilities": "unet_core.pipeline",
+    "Segmentation": "unet_core.pipeline",
     "predict_tiled": "unet_core.tiling",
     "iter_predict_tiled": "unet_core.tiling",
     "probabilities_to_instances": "unet_core.postprocess",
-    "train": "unet_core.training.trainer",
-    "save_checkpoint": "unet_core.checkpoint",
-    "load_checkpoint": "unet_core.checkpoint",
+    # long-running jobs, errors, files, sample
+    "Progress": "unet_core.progress",
+    "run_to_end": "unet_core.progress",
+    "InputError": "unet_core.errors",
+    "CheckpointError": "unet_core.errors",
     "read_tiff": "unet_core.io",
     "write_tiff": "unet_core.io",
     "synthetic_nuclei": "unet_core.sample_data",

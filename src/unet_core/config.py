@@ -8,15 +8,118 @@ options it was built with, including the intensity normalisation it was trained 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .errors import InputError
 
 T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# Choices and descriptions of config fields (read by the CLI and the GUI form generators)
+# --------------------------------------------------------------------------------------------
+# A field's allowed values are the arguments of its ``typing.Literal`` type (fixed lists, checked
+# by the config's ``__post_init__``), or, for lists that depend on what is installed or present,
+# the values of a ``choices`` provider in the field's metadata (``open_choices``: other values
+# are allowed too, e.g. combined losses).
+def _architectures() -> list[str]:
+    from .models import available_architectures
+
+    return available_architectures()
+
+
+def _losses() -> list[str]:
+    from .training.losses import available_losses
+
+    return list(available_losses())
+
+
+def _devices() -> list[str]:
+    from .device import available_devices
+
+    return ["auto", *available_devices()]
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def literal_values(tp: Any) -> tuple[Any, ...]:
+    """The values of a ``Literal[...]`` type (also inside ``Optional``); () for other types."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return tuple(v for arg in typing.get_args(tp) for v in literal_values(arg))
+    return ()
+
+
+def field_choices(cls: type, name: str) -> tuple[Any, ...]:
+    """The allowed values of field ``name`` of config dataclass ``cls``; () when it is free.
+
+    They come from the field's ``Literal`` type, or from the ``choices`` provider in its metadata
+    (architectures from the model registry, losses, devices present on this machine).
+    """
+    provider: Callable[[], Any] | None = _field(cls, name).metadata.get("choices")
+    if provider is not None:
+        return tuple(provider())
+    return literal_values(_type_hints(cls)[name])
+
+
+def choices_are_open(cls: type, name: str) -> bool:
+    """True when the choices of field ``name`` are suggestions and other values are allowed."""
+    return bool(_field(cls, name).metadata.get("open_choices", False))
+
+
+def _say_choices(values: tuple[Any, ...]) -> str:
+    words = [repr(v) for v in values]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def check_choices(config: Any, prefix: str = "") -> None:
+    """Raise :class:`InputError` when a ``Literal`` field of ``config`` holds another value."""
+    for f in dataclasses.fields(config):
+        allowed = literal_values(_type_hints(type(config))[f.name])
+        value = getattr(config, f.name)
+        if allowed and value not in allowed:
+            raise InputError(f"{prefix}{f.name} must be {_say_choices(allowed)}, got {value!r}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Descriptions of a dataclass's attributes from its numpydoc ``Attributes`` section."""
+    out: dict[str, str] = {}
+    current: list[str] = []
+    in_attrs = False
+    for line in (cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes":
+            in_attrs = True
+            continue
+        if not in_attrs or set(stripped) == {"-"}:
+            continue
+        m = re.match(r"^(\w+(?:, \w+)*)\s*:", stripped)
+        if m and line.startswith("    ") and not line.startswith("        "):
+            current = [n.strip() for n in m.group(1).split(",")]
+            out.update({n: "" for n in current})
+        elif current and stripped:
+            for n in current:
+                out[n] = (out[n] + " " + stripped).strip()
+    return out
 
 
 @dataclass(frozen=True)
@@ -33,15 +136,12 @@ class NormalizationConfig:
         Percentiles for 'percentile' mode.
     """
 
-    mode: str = "percentile"
+    mode: Literal["percentile", "minmax", "none"] = "percentile"
     low: float = 1.0
     high: float = 99.8
 
     def __post_init__(self) -> None:
-        if self.mode not in ("percentile", "minmax", "none"):
-            raise InputError(
-                f"normalization mode {self.mode!r} is unknown; use 'percentile', 'minmax' or 'none'"
-            )
+        check_choices(self, "normalization ")
         if not 0.0 <= self.low < self.high <= 100.0:
             raise InputError(
                 f"normalization percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}"
@@ -100,30 +200,29 @@ class ModelConfig:
     (whatever was given), and ``depth``, ``base_channels`` and ``up_mode`` are ignored.
     """
 
-    arch: str = "unet"
+    arch: str = field(default="unet", metadata={"choices": _architectures})
     in_channels: int = 1
     n_classes: int = 2
     depth: int = 4
     base_channels: int = 64
-    padding: str = "valid"
+    padding: Literal["valid", "same"] = "valid"
     batch_norm: bool = False
     dropout: float = 0.0
-    up_mode: str = "transpose"
+    up_mode: Literal["transpose", "bilinear"] = "transpose"
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     class_names: tuple[str, ...] = ("background", "foreground")
     width: float = 1.0
-    output_stride: int = 16
+    output_stride: Literal[16, 8] = 16
 
     def __post_init__(self) -> None:
         if self.arch in PADDED_ONLY_ARCHS and self.padding != "same":
             object.__setattr__(self, "padding", "same")
+        check_choices(self)
         if not (isinstance(self.width, int | float) and 0.0 < self.width <= 4.0):
             raise InputError(
                 f"width must be a channel multiplier in (0, 4], e.g. 1.0 (published) or 0.25 (CPU); "
                 f"got {self.width!r}"
             )
-        if self.output_stride not in (8, 16):
-            raise InputError(f"output_stride must be 8 or 16, got {self.output_stride!r}")
         if self.in_channels < 1:
             raise InputError(f"in_channels must be >= 1, got {self.in_channels}")
         if self.n_classes < 2:
@@ -134,10 +233,6 @@ class ModelConfig:
             raise InputError(f"depth must be >= 0, got {self.depth}")
         if self.base_channels < 1:
             raise InputError(f"base_channels must be >= 1, got {self.base_channels}")
-        if self.padding not in ("valid", "same"):
-            raise InputError(f"padding must be 'valid' or 'same', got {self.padding!r}")
-        if self.up_mode not in ("transpose", "bilinear"):
-            raise InputError(f"up_mode must be 'transpose' or 'bilinear', got {self.up_mode!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if len(self.class_names) != self.n_classes:
@@ -167,6 +262,38 @@ class WeightMapConfig:
     sigma: float = 5.0
     class_balance: bool = True
     separate_touching: bool = True
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """From class probabilities to instance labels (:mod:`unet_core.postprocess`).
+
+    Attributes
+    ----------
+    threshold : float
+        Foreground probability threshold: pixels whose ``1 - P(background)`` exceeds it are
+        foreground (0 makes every pixel with any foreground probability foreground).
+    split_touching : bool
+        Split touching objects with a watershed on the distance transform, seeded at its maxima.
+    min_size : int
+        Objects smaller than this many pixels are removed (0 or 1 keeps all).
+    min_distance : int
+        Minimum distance between watershed seeds in pixels.
+    """
+
+    threshold: float = 0.5
+    split_touching: bool = True
+    min_size: int = 10
+    min_distance: int = 4
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and 0 <= t < 1):
+            raise InputError(f"threshold must be a finite probability in [0, 1), e.g. 0.5; got {t!r}")
+        if self.min_size < 0:
+            raise InputError(f"min_size must be >= 0 pixels (0 keeps every object), got {self.min_size}")
+        if self.min_distance < 1:
+            raise InputError(f"min_distance must be >= 1 pixel, got {self.min_distance}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,14 +494,14 @@ class TrainConfig:
     )
     iterations: int = 500
     time_limit: float | None = None
-    time_clock: str = "wall"
+    time_clock: Literal["wall", "process"] = "wall"
     batch_size: int | None = None
     tile_size: int | None = None
     learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    schedule: str = "cosine"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    schedule: Literal["cosine", "constant"] = "cosine"
     warmup: int = 20
-    loss: str = "wce"
+    loss: str = field(default="wce", metadata={"choices": _losses, "open_choices": True})
     weights: WeightMapConfig = field(default_factory=WeightMapConfig)
     semantic: bool = False
     val_fraction: float = 0.15
@@ -385,25 +512,20 @@ class TrainConfig:
     freeze_encoder: bool = False
     amp: bool | None = None
     seed: int = 0
-    device: str = "auto"
+    device: str = field(default="auto", metadata={"choices": _devices})
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.iterations < 1:
             raise InputError(f"iterations must be >= 1, got {self.iterations}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise InputError(f"time_limit must be positive seconds, got {self.time_limit}")
-        if self.time_clock not in ("wall", "process"):
-            raise InputError(f"time_clock must be 'wall' or 'process', got {self.time_clock!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.tile_size is not None and self.tile_size < 8:
             raise InputError(f"tile_size must be >= 8 pixels, got {self.tile_size}")
         if self.learning_rate <= 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("cosine", "constant"):
-            raise InputError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.warmup < 0:
             raise InputError(f"warmup must be >= 0 steps, got {self.warmup}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -45,9 +45,8 @@ def run_demo(
     config: TrainConfig | None = None,
 ) -> Generator[Progress, None, dict[str, Path]]:
     """Run the loop, yielding progress; return the written files by role (see :data:`DEMO_FILES`)."""
-    from .postprocess import foreground_probability, probabilities_to_instances
+    from .pipeline import iter_segment
     from .sample_data import synthetic_nuclei
-    from .tiling import iter_predict_tiled
     from .training.data import TrainingPair
     from .training.trainer import train
     from .weights import boundary_weight_map
@@ -65,10 +64,10 @@ def run_demo(
     if files["model"].exists() and overwrite:
         files["model"].unlink()
     result = yield from train([TrainingPair(image, truth, name="sample")], cfg, output=files["model"])
-    probs = yield from iter_predict_tiled(result.model, image)
-    labels = probabilities_to_instances(probs)
+    segmentation = yield from iter_segment(result.model, image)
+    labels = segmentation.labels
     write_tiff(files["labels"], labels.astype(labels_dtype(labels)), overwrite=overwrite)
-    write_tiff(files["probabilities"], foreground_probability(probs), overwrite=overwrite)
+    write_tiff(files["probabilities"], segmentation.foreground, overwrite=overwrite)
     iou = foreground_iou(labels, truth)
     log.info("demo: foreground IoU %.3f, %d objects (truth %d)", iou, labels.max(), truth.max())
     yield Progress("done", 1, 1, f"foreground IoU {iou:.3f}", metrics={"iou": iou, "objects": int(labels.max()), "true_objects": int(truth.max())})

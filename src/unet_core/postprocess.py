@@ -1,9 +1,12 @@
-"""From class probabilities to instance labels."""
+"""From class probabilities to instance labels (options: :class:`~unet_core.config.PostprocessConfig`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from .config import PostprocessConfig
 from .errors import InputError
 
 
@@ -18,11 +21,12 @@ def foreground_probability(probs: np.ndarray) -> np.ndarray:
 
 def probabilities_to_instances(
     probs: np.ndarray,
+    config: PostprocessConfig = PostprocessConfig(),
     *,
-    threshold: float = 0.5,
-    split_touching: bool = True,
-    min_size: int = 10,
-    min_distance: int = 4,
+    threshold: float | None = None,
+    split_touching: bool | None = None,
+    min_size: int | None = None,
+    min_distance: int | None = None,
 ) -> np.ndarray:
     """Instance labels from class probabilities.
 
@@ -30,33 +34,42 @@ def probabilities_to_instances(
     ``split_touching`` each component is further split by a watershed on its distance transform,
     seeded at the distance maxima (so two touching round cells become two objects).
 
+    Prediction front ends call :func:`unet_core.pipeline.iter_segment` (or
+    :func:`unet_core.pipeline.segment_probabilities`), which calls this.
+
     Parameters
     ----------
     probs : ndarray of float, shape (n_classes, Y, X) or (Z, n_classes, Y, X)
-    threshold : float
-        Foreground probability threshold.
-    split_touching : bool
-        Distance-transform seeded watershed within each component.
-    min_size : int
-        Objects smaller than this many pixels are removed.
-    min_distance : int
-        Minimum distance between watershed seeds in pixels.
+    config : PostprocessConfig
+        Threshold, splitting, minimum object size and seed distance (the defaults live there).
+    threshold, split_touching, min_size, min_distance : optional
+        Override the field of the same name in ``config`` (None: keep it).
 
     Returns
     -------
     ndarray of uint32, shape (Y, X) or (Z, Y, X)
         Instance ids 1..N (0 = background), per slice for stacks.
+
+    Raises
+    ------
+    InputError
+        Probabilities of another shape, or an option out of its range.
     """
-    fg = foreground_probability(probs) > threshold
+    given = {"threshold": threshold, "split_touching": split_touching, "min_size": min_size,
+             "min_distance": min_distance}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    cfg = replace(config, **overrides) if overrides else config
+    options = (cfg.split_touching, cfg.min_size, cfg.min_distance)
+    fg = foreground_probability(probs) > cfg.threshold
     if fg.ndim == 3:  # stack: label slice by slice, ids unique across the stack
         out = np.zeros(fg.shape, np.uint32)
         offset = 0
         for z in range(fg.shape[0]):
-            lab = _instances_2d(fg[z], split_touching, min_size, min_distance)
+            lab = _instances_2d(fg[z], *options)
             out[z] = np.where(lab > 0, lab + offset, 0)
             offset = int(out[z].max(initial=offset))
         return out
-    return _instances_2d(fg, split_touching, min_size, min_distance)
+    return _instances_2d(fg, *options)
 
 
 def _instances_2d(fg: np.ndarray, split: bool, min_size: int, min_distance: int) -> np.ndarray:

@@ -1,17 +1,69 @@
-"""Helpers shared by the subcommands: draining progress generators, output checks."""
+"""Helpers shared by the subcommands: options generated from config dataclasses, draining
+progress generators, output checks."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 import time
-from collections.abc import Generator
+import typing
+from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from ..config import choices_are_open, field_choices, field_docs
 from ..errors import InputError
 from ..progress import Progress
 
 R = TypeVar("R")
+C = TypeVar("C")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, title: str | None = None, exclude: Sequence[str] = ()
+) -> None:
+    """Add one ``--field-name`` option per simple field of config dataclass ``cls``.
+
+    Types, choices (``Literal`` fields) and defaults come from the dataclass, the help text
+    from its numpydoc ``Attributes`` section, so the command line never copies a default. Bool
+    fields get ``--name`` / ``--no-name``; nested configs and tuples are left out. Read the
+    values back with :func:`config_from_args`.
+    """
+    target = parser.add_argument_group(title) if title else parser
+    defaults, docs, hints = cls(), field_docs(cls), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in exclude:
+            continue
+        kwargs = _option(cls, f.name, hints[f.name], getattr(defaults, f.name), docs.get(f.name, ""))
+        if kwargs is not None:
+            target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+
+
+def _option(cls: type, name: str, tp: Any, default: Any, doc: str) -> dict[str, Any] | None:
+    if dataclasses.is_dataclass(default) or isinstance(default, tuple | list | dict):
+        return None
+    text = doc.replace("``", "").replace("%", "%%").rstrip(".")
+    kwargs: dict[str, Any] = {"default": default, "help": f"{text} (default: %(default)s)"}
+    if tp is bool:
+        return {**kwargs, "action": argparse.BooleanOptionalAction}
+    choices = field_choices(cls, name)
+    if choices and not choices_are_open(cls, name):
+        return {**kwargs, "type": type(choices[0]), "choices": choices}
+    types = [t for t in (typing.get_args(tp) or (tp,)) if t in (int, float, str)]
+    return {**kwargs, "type": types[0] if types else str, "metavar": name.upper()}
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, base: C | None = None) -> C:
+    """``base`` (default ``cls()``) with the fields given by :func:`add_config_arguments` replaced.
+
+    Raises
+    ------
+    InputError
+        A value outside its allowed range (the config's own check, e.g. ``--threshold nan``).
+    """
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
+    return dataclasses.replace(cls() if base is None else base, **given)  # type: ignore[type-var]
 
 
 def drain(gen: Generator[Progress, None, R], *, quiet: bool = False) -> R:

@@ -7,8 +7,9 @@ import logging
 
 import numpy as np
 
+from ..config import PostprocessConfig
 from ..errors import InputError
-from ._common import check_output, drain
+from ._common import add_config_arguments, check_output, config_from_args, drain
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ def add_parser(sub) -> None:
         "--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
         help="mixed precision (default auto: bf16/fp16 on CUDA, off on the CPU)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
-    p.add_argument("--no-split", action="store_true", help="do not split touching objects (watershed)")
-    p.add_argument("--min-size", type=int, default=10, help="remove objects smaller than this many pixels (default 10)")
+    add_config_arguments(p, PostprocessConfig, title="post-processing (probabilities -> instances)")
+    # the name of --no-split-touching before the options were generated from PostprocessConfig
+    p.add_argument("--no-split", dest="split_touching", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
 
@@ -48,9 +49,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..io import labels_dtype, read_tiff, write_tiff
-    from ..postprocess import foreground_probability, probabilities_to_instances
-    from ..tiling import iter_predict_tiled
+    from ..pipeline import iter_segment
 
+    postprocess = config_from_args(PostprocessConfig, args)
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_checkpoint(args.model)
@@ -65,16 +66,14 @@ def run(args: argparse.Namespace) -> int:
             f"the image has shape {image.shape}; expected (Y, X) or a stack (Z, Y, X), plus a "
             "channel axis given with --channel-axis"
         )
-    probs = drain(
-        iter_predict_tiled(
-            ckpt.model, image, channel_axis=channel_axis, tile_shape=args.tile_size,
+    result = drain(
+        iter_segment(
+            ckpt.model, image, postprocess, channel_axis=channel_axis, tile_shape=args.tile_size,
             batch_size=args.batch_size, device=args.device, tta=args.tta,
             amp=None if args.amp == "off" else args.amp,
         )
     )
-    labels = probabilities_to_instances(
-        probs, threshold=args.threshold, split_touching=not args.no_split, min_size=args.min_size
-    )
+    labels = result.labels
     axes = meta.axes
     sizes = meta.pixel_size
     if channel_axis is not None:  # labels have no channel axis
@@ -84,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
     write_tiff(out, labels.astype(labels_dtype(labels)), axes=axes, pixel_size=sizes, unit=meta.unit, overwrite=args.overwrite)
     print(f"wrote {out}: {int(labels.max())} objects, shape {labels.shape}")
     if prob_out is not None:
-        fg = foreground_probability(probs).astype(np.float32)
-        write_tiff(prob_out, fg, axes=axes, pixel_size=sizes, unit=meta.unit, overwrite=args.overwrite)
+        write_tiff(prob_out, result.foreground.astype(np.float32), axes=axes, pixel_size=sizes, unit=meta.unit, overwrite=args.overwrite)
         print(f"wrote {prob_out}")
     return 0

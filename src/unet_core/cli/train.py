@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import DEVICE_DEFAULTS, TrainConfig
+from ..config import DEVICE_DEFAULTS, ModelConfig, TrainConfig, field_choices
 from ..errors import InputError
 from ._common import check_output, drain
 
@@ -19,12 +19,6 @@ _T = TrainConfig()
 _M = _T.model
 _CPU = DEVICE_DEFAULTS["cpu"]
 _GPU = DEVICE_DEFAULTS["cuda"]
-
-
-def _architectures() -> list[str]:
-    from ..models import available_architectures
-
-    return available_architectures()
 
 
 def add_parser(sub) -> None:
@@ -50,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None, help=f"tiles per step (default: {_CPU['batch_size']} on CPU, {_GPU['batch_size']} on CUDA)")
     p.add_argument("--tile-size", type=int, default=None, help=f"output tile edge in pixels (default: {_CPU['tile_size']} on CPU, {_GPU['tile_size']} on CUDA)")
     p.add_argument("--lr", type=float, default=_T.learning_rate, help=f"peak learning rate (default {_T.learning_rate})")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default=_T.optimizer, help="adam (default) or sgd (momentum 0.99, paper)")
+    p.add_argument("--optimizer", choices=field_choices(TrainConfig, "optimizer"), default=_T.optimizer, help="adam (default) or sgd (momentum 0.99, paper)")
     p.add_argument("--loss", default=_T.loss, help=f"loss: wce (weighted cross-entropy, paper; default), dice, wce+dice, ... (default {_T.loss})")
     p.add_argument("--val-fraction", type=float, default=_T.val_fraction, help=f"annotations held out for validation (default {_T.val_fraction}; 0 = none)")
     p.add_argument("--val-every", type=int, default=_T.val_every, help=f"validate every N steps (default {_T.val_every})")
@@ -63,10 +57,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=_T.seed, help=f"random seed (default {_T.seed})")
     p.add_argument("--channel-axis", type=int, default=None, help="axis of the image holding channels")
     g = p.add_argument_group("new model (ignored with --from/--resume)")
-    g.add_argument("--arch", choices=_architectures(), default=_M.arch, help=f"architecture (default {_M.arch})")
+    g.add_argument("--arch", choices=field_choices(ModelConfig, "arch"), default=_M.arch, help=f"architecture (default {_M.arch})")
     g.add_argument("--depth", type=int, default=_M.depth, help=f"number of poolings (default {_M.depth}; paper 4)")
     g.add_argument("--base-channels", type=int, default=_M.base_channels, help=f"channels of the first level (default {_M.base_channels}; paper 64)")
-    g.add_argument("--padding", choices=("valid", "same"), default=_M.padding, help="'valid' = paper (default)")
+    g.add_argument("--padding", choices=field_choices(ModelConfig, "padding"), default=_M.padding, help="'valid' = paper (default)")
     g.add_argument("--n-classes", type=int, default=None, help="classes incl. background (semantic: default max label + 1)")
     _add_arch_options(g)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -129,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 def _add_arch_options(g) -> None:
     g.add_argument("--width", type=float, default=_M.width,
                    help=f"fcn*/deeplabv3plus: channel multiplier (default {_M.width:g} = published; 0.25 suits a CPU)")
-    g.add_argument("--output-stride", type=int, choices=(8, 16), default=_M.output_stride,
+    g.add_argument("--output-stride", type=int, choices=field_choices(ModelConfig, "output_stride"), default=_M.output_stride,
                    help=f"deeplabv3plus: encoder output stride (default {_M.output_stride})")
     g.add_argument("--vgg16-weights", metavar="PATH",
                    help="fcn*: start from torchvision VGG16 ImageNet weights (a state-dict file you have; "
