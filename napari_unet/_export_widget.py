@@ -2,9 +2,10 @@
 
 Files are named ``<layer name>.tif`` in the chosen folder and written atomically through the
 same code as the npe2 writer (``napari_unet._writer``): labels as the smallest unsigned type
-(never int64), the layer scale as TIFF resolution / ImageJ spacing, zlib. Existing files are
-only replaced after a yes to :meth:`ExportWidget.confirm_overwrite`. (Single layers: File > Save
-Selected Layers..., which uses the same writer.)
+(never int64), the layer scale as TIFF resolution / ImageJ spacing with the layer's unit (none
+when it is unknown), zlib. Existing files are only replaced after a yes to
+:meth:`ExportWidget.confirm_overwrite`. (Single layers: File > Save Selected Layers..., file
+type "napari-unet labels TIFF with pixel size and unit", which uses the same writer.)
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ class ExportWidget(QWidget):
         self.annotations_check = QCheckBox("also annotation layers ('<image> labels')")
         self.probability_check = QCheckBox("also probability maps")
         self.export_button = QPushButton("Export predictions")
-        self.status = QLabel("Single layers: File > Save Selected Layers... (TIFF).")
+        self.status = QLabel(
+            "Single layers: File > Save Selected Layers..., file type "
+            "'napari-unet labels TIFF with pixel size and unit'."
+        )
         self.status.setWordWrap(True)
 
         row = QHBoxLayout()
@@ -104,7 +108,13 @@ class ExportWidget(QWidget):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for layer, path in targets:
-                meta = {"scale": tuple(layer.scale), "name": layer.name, "rgb": getattr(layer, "rgb", False)}
+                meta = {
+                    "scale": tuple(layer.scale),
+                    "name": layer.name,
+                    "rgb": getattr(layer, "rgb", False),
+                    "metadata": dict(layer.metadata),  # the unit (None: unknown, none written)
+                    "units": getattr(layer, "units", None),
+                }
                 writer = write_labels if isinstance(layer, napari.layers.Labels) else write_image
                 written += [Path(p) for p in writer(str(path), layer.data, meta)]
         except OSError as exc:

@@ -35,15 +35,48 @@ class ImageMeta:
     axes : str
         One letter per array axis, e.g. 'YX', 'ZYX', 'CYX', 'TZCYX'.
     pixel_size : tuple of float or None
-        Physical size per array axis in ``unit`` (1.0 for axes without a physical size), or None
-        when the file has none.
-    unit : str
-        Physical unit of ``pixel_size`` (e.g. 'um').
+        Size per array axis in ``unit`` (1.0 for axes without a physical size), or None when the
+        file has no resolution tags.
+    unit : str or None
+        Physical unit of ``pixel_size`` (normalised by :func:`normalize_unit`: 'um', 'nm', ...),
+        or None when the file states none: the sizes are then relative, not physical.
     """
 
     axes: str
     pixel_size: tuple[float, ...] | None = None
-    unit: str = "um"
+    unit: str | None = None
+
+
+#: Length units and their size in micrometres (the keys are what :func:`normalize_unit` returns).
+UNIT_IN_UM = {"nm": 1e-3, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6, "inch": 25400.0}
+_UNIT_ALIASES = {
+    "um": ("um", "µm", "μm", "micron", "microns", "micrometer", "micrometre", "micrometers",
+           "micrometres", "\\u00b5m", "\\u03bcm"),
+    "nm": ("nm", "nanometer", "nanometre", "nanometers", "nanometres"),
+    "mm": ("mm", "millimeter", "millimetre", "millimeters", "millimetres"),
+    "cm": ("cm", "centimeter", "centimetre", "centimeters", "centimetres"),
+    "m": ("m", "meter", "metre", "meters", "metres"),
+    "inch": ("inch", "inches", "in", '"'),
+}
+_UNIT_NAMES = {alias: unit for unit, aliases in _UNIT_ALIASES.items() for alias in aliases}
+#: Spellings that mean "no physical unit" (ImageJ writes 'pixel' for uncalibrated images).
+_NO_UNIT = {"", "pixel", "pixels", "px", "none", "unknown"}
+#: TIFF ResolutionUnit tag values.
+_RESUNIT_NONE, _RESUNIT_INCH, _RESUNIT_CM = 1, 2, 3
+
+
+def normalize_unit(unit: object) -> str | None:
+    """A physical unit's short name ('um', 'nm', 'mm', 'cm', 'm', 'inch'), or None for no unit.
+
+    Accepts the spellings of ImageJ ('micron', '\\u00B5m'), OME ('µm'), pint/napari
+    ('micrometer', 'pixel') and plain strings; unknown units are returned stripped, as given.
+    """
+    if unit is None:
+        return None
+    text = str(unit).strip()
+    if text.lower() in _NO_UNIT:
+        return None
+    return _UNIT_NAMES.get(text.lower(), _UNIT_NAMES.get(text, text))
 
 
 @contextmanager
@@ -120,10 +153,7 @@ def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
             series = tif.series[0]
             data = series.asarray()
             axes = series.axes
-            pixel_size = _read_pixel_size(tif, axes)
-            unit = "um"
-            if tif.imagej_metadata and tif.imagej_metadata.get("unit"):
-                unit = str(tif.imagej_metadata["unit"]).replace("\\u00B5", "u").replace("µ", "u")
+            pixel_size, unit = _read_pixel_size(tif, axes)
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
         raise InputError(f"{path}: not a readable TIFF file ({exc})") from None
     # tifffile names generic axes 'I'/'Q'; keep what is there, but make the array and axes agree
@@ -132,26 +162,101 @@ def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     return data, ImageMeta(axes=axes, pixel_size=pixel_size, unit=unit)
 
 
-def _read_pixel_size(tif, axes: str) -> tuple[float, ...] | None:
-    page = tif.pages[0]
-    tags = page.tags
+def _read_pixel_size(tif, axes: str) -> tuple[tuple[float, ...] | None, str | None]:
+    """Pixel size per axis of ``axes`` and its unit (None: the file states no physical unit).
+
+    Precedence: the OME-XML ``PhysicalSize*`` attributes (unit default µm, as the OME schema
+    says); else the X/YResolution tags, in the unit that the ImageJ or tifffile description
+    states (``unit``, Z from ``spacing``); else in the inch/cm of the ResolutionUnit tag,
+    converted to um; else relative sizes without a unit.
+    """
+    ome = _ome_pixel_size(tif)
+    if ome is not None:
+        (x, y, z), unit = ome
+        return _per_axis(axes, x, y, z), unit
+    tags = tif.pages[0].tags
     if "XResolution" not in tags or "YResolution" not in tags:
-        return None
-    def _res(tag) -> float | None:
-        num, den = tag.value
-        return den / num if num else None
-    x, y = _res(tags["XResolution"]), _res(tags["YResolution"])
+        return None, None
+    x, y = _size_from_resolution(tags["XResolution"]), _size_from_resolution(tags["YResolution"])
     if not x or not y:
+        return None, None
+    resunit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else _RESUNIT_INCH
+    described = tif.imagej_metadata or (tif.shaped_metadata[0] if tif.shaped_metadata else None) or {}
+    z = float(described.get("spacing", 1.0))
+    unit = normalize_unit(described.get("unit"))
+    if unit in UNIT_IN_UM and not tif.imagej_metadata and resunit == _RESUNIT_CM:
+        # write_tiff's non-ImageJ files: tags per cm (for Fiji), sizes in the described unit
+        x, y = (v * UNIT_IN_UM["cm"] / UNIT_IN_UM[unit] for v in (x, y))
+    elif unit is None and resunit in (_RESUNIT_INCH, _RESUNIT_CM) and (x, y) != (1.0, 1.0):
+        factor = UNIT_IN_UM["inch" if resunit == _RESUNIT_INCH else "cm"]
+        x, y, unit = x * factor, y * factor, "um"
+        z = z * factor if "spacing" in described else z
+    return _per_axis(axes, x, y, z), unit
+
+
+def _size_from_resolution(tag) -> float | None:
+    num, den = tag.value
+    return den / num if num else None
+
+
+def _per_axis(axes: str, x: float, y: float, z: float) -> tuple[float, ...]:
+    return tuple({"X": x, "Y": y, "Z": z}.get(ax, 1.0) for ax in axes)
+
+
+def _ome_pixel_size(tif) -> tuple[tuple[float, float, float], str | None] | None:
+    """(X, Y, Z) physical sizes in X's unit from a file's OME-XML, or None when it has none."""
+    import xml.etree.ElementTree as ET
+
+    if not tif.is_ome or not tif.ome_metadata:
         return None
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None or not pixels.get("PhysicalSizeX"):
+        return None
+    unit = normalize_unit(pixels.get("PhysicalSizeXUnit", "µm"))
     sizes = []
-    z = 1.0
-    if tif.imagej_metadata and "spacing" in tif.imagej_metadata:
-        z = float(tif.imagej_metadata["spacing"])
-    elif tif.shaped_metadata and "spacing" in tif.shaped_metadata[0]:
-        z = float(tif.shaped_metadata[0]["spacing"])
-    for ax in axes:
-        sizes.append({"X": x, "Y": y, "Z": z}.get(ax, 1.0))
-    return tuple(sizes)
+    for ax, fallback in (("X", None), ("Y", "X"), ("Z", None)):
+        value = pixels.get(f"PhysicalSize{ax}")
+        if not value:
+            sizes.append(sizes[0] if fallback else 1.0)
+            continue
+        try:
+            size = float(value)
+        except ValueError:
+            return None
+        ax_unit = normalize_unit(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
+        if ax_unit != unit and ax_unit in UNIT_IN_UM and unit in UNIT_IN_UM:
+            size *= UNIT_IN_UM[ax_unit] / UNIT_IN_UM[unit]
+        sizes.append(size)
+    return (sizes[0], sizes[1], sizes[2]), unit
+
+
+def _calibration(
+    axes: str, pixel_size: Sequence[float] | None, unit: str | None, imagej: bool
+) -> tuple[dict, dict]:
+    """tifffile arguments (resolution tags) and description entries (unit, spacing) for a write.
+
+    With ``unit`` None no unit is written and the ResolutionUnit tag says NONE, so the file
+    claims no physical size (Fiji shows the sizes without a unit). ImageJ files carry the unit
+    in the description; other files (uint32 labels, say) also in the tags, as pixels per cm,
+    which Fiji reads.
+    """
+    sizes = dict(zip(axes, pixel_size)) if pixel_size is not None else {}
+    md: dict = {}
+    if "Z" in sizes:
+        md["spacing"] = float(sizes["Z"])
+    x, y = float(sizes.get("X", 0.0)), float(sizes.get("Y", 0.0))
+    if not (x > 0 and y > 0):
+        return {}, md
+    if unit is not None:
+        md["unit"] = unit
+    if unit in UNIT_IN_UM and not imagej:
+        to_cm = UNIT_IN_UM[unit] / UNIT_IN_UM["cm"]
+        return {"resolution": (1.0 / (x * to_cm), 1.0 / (y * to_cm)), "resolutionunit": _RESUNIT_CM}, md
+    return {"resolution": (1.0 / x, 1.0 / y), "resolutionunit": _RESUNIT_NONE}, md
 
 
 def write_tiff(
@@ -160,7 +265,7 @@ def write_tiff(
     *,
     axes: str | None = None,
     pixel_size: Sequence[float] | None = None,
-    unit: str = "um",
+    unit: str | None = None,
     overwrite: bool = False,
     compression: str | None = "zlib",
 ) -> Path:
@@ -168,7 +273,9 @@ def write_tiff(
 
     uint8/uint16/float32 arrays with ImageJ-compatible axes are written as ImageJ hyperstacks
     (Fiji reads axes, pixel size and unit); other dtypes (uint32 labels, say) as tifffile-shaped
-    TIFF with the same resolution tags and the axes in the description. Stacks are multi-page.
+    TIFF with axes, unit and spacing in the description and, for a length unit, resolution tags
+    in pixels per cm (which Fiji reads). Without ``unit`` no physical unit is written, only the
+    relative sizes. Stacks are multi-page.
 
     Parameters
     ----------
@@ -181,8 +288,9 @@ def write_tiff(
         One letter per axis of ``data`` (default from ``data.ndim``: 'YX', 'ZYX', ...).
     pixel_size : sequence of float, optional
         Physical size per axis of ``data`` (only Z, Y and X are stored).
-    unit : str
-        Physical unit of ``pixel_size``.
+    unit : str or None
+        Physical unit of ``pixel_size`` ('um', 'nm', ...; see :func:`normalize_unit`). None (the
+        default) writes no unit: the sizes stay relative, and read back with ``unit`` None.
     overwrite : bool
         Replace an existing file.
     compression : str or None
@@ -201,10 +309,6 @@ def write_tiff(
     axes = (axes or default_axes(data.ndim)).upper()
     if len(axes) != data.ndim:
         raise InputError(f"axes {axes!r} do not match an array of {data.ndim} dimensions")
-    sizes = dict(zip(axes, pixel_size)) if pixel_size is not None else {}
-    resolution = None
-    if "X" in sizes and "Y" in sizes and sizes["X"] > 0 and sizes["Y"] > 0:
-        resolution = (1.0 / sizes["X"], 1.0 / sizes["Y"])
     imagej_order = "TZCYXS"
     imagej_ok = (
         data.dtype.type in _IMAGEJ_DTYPES
@@ -213,22 +317,10 @@ def write_tiff(
     )
     kwargs: dict = {"compression": compression} if compression else {}
     kwargs["photometric"] = "rgb" if axes.endswith("S") and data.shape[-1] in (3, 4) else "minisblack"
-    if resolution is not None:
-        kwargs["resolution"] = resolution
+    tags, calibration = _calibration(axes, pixel_size, normalize_unit(unit), imagej_ok)
+    kwargs.update(tags, metadata={"axes": axes, **calibration})
     if imagej_ok:
-        md: dict = {"axes": axes}
-        if resolution is not None:
-            md["unit"] = unit
-        if "Z" in sizes:
-            md["spacing"] = float(sizes["Z"])
-        kwargs.update(imagej=True, metadata=md)
-    else:
-        md = {"axes": axes}
-        if "Z" in sizes:
-            md["spacing"] = float(sizes["Z"])
-        if resolution is not None:
-            md["unit"] = unit
-        kwargs["metadata"] = md
+        kwargs["imagej"] = True
 
     def _write(fh: IO[bytes]) -> None:
         tifffile.imwrite(fh, data, **kwargs)
