@@ -379,7 +379,7 @@ def test_cli_predict_stack_and_channels(tmp_path):
     dict(padding="same", batch_norm=True, depth=3),
 ])
 def test_optimized_graph_equals_plain_module(kw):
-    from unet_core.inference import FastUNet
+    from unet_core.models.unet_inference import FastUNet
 
     net = _net(**{"depth": 2, "base": 4, **kw})
     for mod in net.modules():  # non-trivial batch-norm statistics, so folding is really tested

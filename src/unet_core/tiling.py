@@ -396,7 +396,7 @@ def iter_predict_tiled(
     memory_budget_bytes : int, optional
         Activation memory for one batch of tiles; default :func:`memory_budget`.
     optimize : bool, default True
-        On the CPU (without AMP), run a U-Net through :class:`unet_core.inference.FastUNet`, an
+        On the CPU (without AMP), run a U-Net through :class:`unet_core.models.unet_inference.FastUNet`, an
         inference-only graph computing the same function with faster kernels (batch norm
         folded, channels-last 3x3 convolutions unless ``channels_last=False``); equal to the
         plain module to float rounding (<= 1e-5). Other architectures, other devices or a
@@ -482,7 +482,7 @@ def _inference_net(model: SegmentationNet, dev: torch.device, amp_dtype, channel
     """The optimised CPU inference graph of ``model``, or None to use the module itself."""
     if dev.type != "cpu" or amp_dtype is not None:
         return None
-    from .inference import FastUNet
+    from .models.unet_inference import FastUNet
     from .models.unet import UNet
 
     if not isinstance(model, UNet) or type(model).forward is not UNet.forward or "forward" in vars(model):
