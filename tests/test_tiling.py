@@ -9,11 +9,14 @@ import torch
 from unet_core.arrays import crop_reflect, crop_zero, mirror_pad, reflect_index
 from unet_core.config import ModelConfig, NormalizationConfig
 from unet_core.errors import InputError
+from unet_core.models.base import SegmentationNet
 from unet_core.models.unet import UNet
 from unet_core.normalization import apply_normalization, normalization_stats, normalize
 from unet_core.progress import run_to_end
 from unet_core.tiling import (
     DIHEDRAL,
+    Merger,
+    NumpyMerger,
     choose_tile_shape,
     iter_predict_tiled,
     plan_tiles,
@@ -21,6 +24,8 @@ from unet_core.tiling import (
     predict_whole,
     resolve_tta,
 )
+from unet_core.tiling.merger import overlap
+from unet_core.tiling.predict import _predict_image
 
 TOL = 1e-5
 
@@ -429,3 +434,161 @@ def test_crop_helpers_nd():
     expect[:, 2:, :2, :3] = vol[:, :2, 5:7, 3:6]
     np.testing.assert_array_equal(z, expect)
     assert not crop_zero(vol, (10, 0, 0), (2, 2, 2)).any()
+
+
+# ------------------------------------------------------------------------------ splitter / merger
+class _Geometry(SegmentationNet):
+    """Geometry only (no layers): a 'valid' net losing ``border`` per side on a grid of ``m``, or a
+    padded net with ``context``; enough for :func:`plan_tiles` in any number of axes."""
+
+    def __init__(self, border: int = 0, context: int = 0, m: int = 1) -> None:
+        super().__init__()
+        self.config = ModelConfig()
+        self.border, self.context, self.size_multiple = border, context, m
+
+    def output_size(self, n: int) -> int:
+        if n - 2 * self.border < 1:
+            raise InputError(f"input size {n} too small")
+        return n - 2 * self.border
+
+
+def _covered(plan, spatial) -> np.ndarray:
+    """How many tile outputs (with nonzero window weight) cover each pixel."""
+    count = np.zeros(spatial, int)
+    for t in plan.tiles:
+        w = np.ones(plan.out_shape) if plan.window is None else plan.window > 0
+        where = overlap(plan.output_origin(t), plan.out_shape, spatial)
+        if where is not None:
+            count[where[0]] += w[where[1]].astype(int)
+    return count
+
+
+@pytest.mark.parametrize("spatial", [(40, 33, 25), (7, 90, 3, 12)])
+def test_plan_3d_and_4d_shapes(valid_net, same_net, spatial):
+    for net in (valid_net, same_net):
+        plan = plan_tiles(net, spatial, (16,) * len(spatial))
+        assert plan.ndim == len(spatial) and plan.spatial_shape == spatial
+        assert len(plan.in_shape) == len(plan.out_shape) == len(spatial)
+        assert all(len(t) == len(spatial) for t in plan.tiles) and len(set(plan.tiles)) == len(plan)
+        # the tiles are the product of per-axis starts, and each axis is planned as in 1D
+        per_axis = [sorted({t[i] for t in plan.tiles}) for i in range(len(spatial))]
+        assert len(plan) == np.prod([len(a) for a in per_axis])
+        for i, n in enumerate(spatial):
+            one = plan_tiles(net, (n,), (16,))
+            assert [t[0] for t in one.tiles] == per_axis[i] and one.in_shape[0] == plan.in_shape[i]
+        assert _covered(plan, spatial).min() >= 1  # every pixel gets an output with weight
+        if net.border:
+            assert plan.window is None and plan.output_origin(plan.tiles[0]) == (0,) * len(spatial)
+        else:
+            assert plan.window.shape == plan.in_shape and plan.window.dtype == np.float32
+            ones = [plan_tiles(net, (n,), (16,)).window for n in spatial]
+            expect = ones[0]
+            for w in ones[1:]:
+                expect = np.multiply.outer(expect, w)
+            np.testing.assert_array_equal(plan.window, expect)  # outer product over the axes
+
+
+def test_plan_2d_window_is_the_outer_product(same_net):
+    plan = plan_tiles(same_net, (70, 45), (24, 24))
+    wy, wx = (plan_tiles(same_net, (n,), (24,)).window for n in (70, 45))
+    np.testing.assert_array_equal(plan.window, np.outer(wy, wx))
+    assert plan.tiles == [(y, x) for y in sorted({t[0] for t in plan.tiles}) for x in sorted({t[1] for t in plan.tiles})]
+    with pytest.raises(InputError, match="one tile size per spatial axis"):
+        plan_tiles(same_net, (70, 45), (24,))
+
+
+def test_numpy_merger_abutting_write_equals_direct_placement():
+    rng = np.random.default_rng(20)
+    target = rng.random((3, 23, 17)).astype(np.float32)
+    merger = NumpyMerger(target.shape)
+    # abutting 8x6 windows on a grid starting before the image and running past its end
+    for y in range(-3, 23, 8):
+        for x in range(-2, 17, 6):
+            tile = crop_zero(target, (y, x), (8, 6))
+            merger.add(tile, (y, x))
+    merger.add(np.full((3, 8, 6), 9.0, np.float32), (40, 40))  # wholly outside: dropped
+    got = merger.result()
+    assert got.dtype == np.float32 and got.shape == target.shape
+    np.testing.assert_array_equal(got, target)
+    assert merger.result() is got  # idempotent
+    with pytest.raises(RuntimeError, match="new merger"):
+        merger.add(target[:, :8, :6], (0, 0))
+
+
+def test_numpy_merger_blends_overlapping_constants_to_the_constant(same_net):
+    plan = plan_tiles(same_net, (70, 45), (16, 16))
+    assert len(plan) > 4
+    const = np.array([0.25, 0.75, 3.0], np.float32)
+    out = np.full((3, 70, 45), np.nan, np.float32)  # caller storage, reset by the merger
+    merger = NumpyMerger(out.shape, plan.window, out=out)
+    tile = np.broadcast_to(const[:, None, None], (3, *plan.out_shape)).copy()
+    for t in plan.tiles:
+        merger.add(tile, plan.output_origin(t))
+    got = merger.result()
+    assert got is out
+    np.testing.assert_allclose(got, np.broadcast_to(const[:, None, None], out.shape), rtol=1e-6)
+    with pytest.raises(InputError, match="float32"):
+        NumpyMerger((3, 70, 45), out=np.zeros((3, 70, 45)))
+    with pytest.raises(InputError, match="window"):
+        NumpyMerger((3, 70, 45), plan.window).add(tile[:, 1:], (0, 0))
+    assert isinstance(merger, Merger)
+
+
+@pytest.mark.parametrize("geometry", [_Geometry(border=3, m=4), _Geometry(context=5, m=2)])
+def test_3d_plan_merger_round_trip_with_an_identity_model(geometry):
+    """The splitter, the forward loop and the merger are N-D: an identity 'model' (a plain
+    function on arrays) cut into 3D tiles and merged back returns the volume."""
+    rng = np.random.default_rng(21)
+    vol = rng.random((2, 19, 14, 11)).astype(np.float32)  # (C, Z, Y, X)
+    plan = plan_tiles(geometry, vol.shape[1:], (6, 5, 4))
+    assert len(plan) > 8 and len(plan.tiles[0]) == 3
+    b = geometry.border
+
+    def identity(x: np.ndarray) -> np.ndarray:  # (B, C, *in_shape) -> (B, C, *out_shape)
+        return x[(Ellipsis, *(slice(b, s - b) for s in x.shape[2:]))]
+
+    merger = NumpyMerger(vol.shape, plan.window)
+    records = list(_predict_image(identity, vol, np.zeros(2), np.ones(2), plan, 3, merger, lambda i, n: (i, n)))
+    assert records[-1] == (len(plan), len(plan)) and len(records) == -(-len(plan) // 3)
+    got = merger.result()
+    if plan.window is None:
+        np.testing.assert_array_equal(got, vol)
+    else:
+        np.testing.assert_allclose(got, vol, rtol=1e-6)
+
+
+class _Recorder:
+    """A merger factory recording its calls, storing into NumpyMergers of its own."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, index, shape, plan):
+        self.calls.append((index, shape, len(plan)))
+        return NumpyMerger(shape, plan.window)
+
+
+def test_merger_factory_hook(valid_net, same_net):
+    rng = np.random.default_rng(22)
+    zyx = rng.random((3, 30, 41)).astype(np.float32)
+    for net in (valid_net, same_net):
+        rec = _Recorder()
+        got = predict_tiled(net, zyx, tile_shape=16, merger_factory=rec)
+        assert isinstance(got, list) and len(got) == 3
+        np.testing.assert_array_equal(np.stack(got), predict_tiled(net, zyx, tile_shape=16))
+        assert [c[:2] for c in rec.calls] == [(z, (2, 30, 41)) for z in range(3)]
+        rec = _Recorder()
+        one = predict_tiled(net, zyx[1], tile_shape=16, merger_factory=rec)
+        np.testing.assert_array_equal(one, got[1])
+        assert len(rec.calls) == 1
+
+
+def test_merger_factory_called_again_after_out_of_memory(valid_net, monkeypatch):
+    img = np.random.default_rng(23).random((120, 100)).astype(np.float32)
+    net = _net("valid")
+    calls: list = []
+    monkeypatch.setattr(net, "forward", _oom_above(net, 70 * 70, calls))
+    rec = _Recorder()
+    got = predict_tiled(net, img, tile_shape=50, batch_size=1, merger_factory=rec)
+    np.testing.assert_allclose(got, _reference(valid_net, img), atol=TOL)
+    assert [c[0] for c in rec.calls] == [0, 0] and rec.calls[1][2] > rec.calls[0][2]  # smaller tiles
