@@ -17,7 +17,7 @@ from ..errors import InputError
 
 
 class SegmentationNet(nn.Module):
-    """Base class: maps ``(N, in_channels, *spatial)`` float32 to ``(N, n_classes, *out_spatial)`` logits.
+    """Base class: ``(N, in_channels, *spatial)`` float32 -> ``(N, n_classes, *out_spatial)`` logits.
 
     ``spatial`` has ``config.spatial_dims`` axes and ``out_spatial[i] = output_size(spatial[i])``.
     Subclasses set :attr:`config` and implement :meth:`forward` and :meth:`output_size`.
@@ -80,7 +80,7 @@ class SegmentationNet(nn.Module):
         return (lo if lo >= 1 else None), hi
 
     def nearest_valid_message(self, n: int) -> str:
-        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for input length ``n``."""
+        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for length ``n``."""
         lo, hi = self.nearest_valid_sizes(int(n))
         if lo is None:
             return f"the smallest valid size is {hi}"
@@ -94,7 +94,8 @@ class SegmentationNet(nn.Module):
         d = self.config.spatial_dims
         if x.ndim != 2 + d:
             raise InputError(
-                f"expected a (N, C, *spatial) tensor with {d} spatial axes, got shape {tuple(x.shape)}"
+                f"expected a (N, C, *spatial) tensor with {d} spatial axes, got shape "
+                f"{tuple(x.shape)}"
             )
         if x.shape[1] != self.config.in_channels:
             raise InputError(

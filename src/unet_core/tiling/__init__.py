@@ -54,9 +54,9 @@ from .predict import iter_predict_tiled, predict_tiled, predict_whole
 from .splitter import TilePlan, padded_context, plan_tiles
 
 __all__ = [
-    "CPU_BUDGET_CAP", "CPU_MAX_TILE", "DIHEDRAL", "GPU_BUDGET_FRACTION", "GPU_MAX_TILE", "MAX_BATCH",
-    "Merger", "MergerFactory", "NumpyMerger", "TileForward", "TilePlan", "activation_bytes_per_pixel",
-    "choose_batch_size", "choose_tile_shape", "iter_predict_tiled", "memory_budget", "padded_context",
-    "plan_tiles", "predict_tiled", "predict_whole", "prepared_forward", "resolve_amp", "resolve_tta",
-    "run_batch",
+    "CPU_BUDGET_CAP", "CPU_MAX_TILE", "DIHEDRAL", "GPU_BUDGET_FRACTION", "GPU_MAX_TILE",
+    "MAX_BATCH", "Merger", "MergerFactory", "NumpyMerger", "TileForward", "TilePlan",
+    "activation_bytes_per_pixel", "choose_batch_size", "choose_tile_shape", "iter_predict_tiled",
+    "memory_budget", "padded_context", "plan_tiles", "predict_tiled", "predict_whole",
+    "prepared_forward", "resolve_amp", "resolve_tta", "run_batch",
 ]

@@ -63,16 +63,22 @@ class NumpyMerger:
         blending. A new array by default.
     """
 
-    def __init__(self, shape: Sequence[int], window: np.ndarray | None = None, *, out: np.ndarray | None = None):
+    def __init__(
+        self, shape: Sequence[int], window: np.ndarray | None = None, *, out: np.ndarray | None = None
+    ) -> None:
         shape = tuple(int(n) for n in shape)
         if out is None:
             out = np.zeros(shape, np.float32)
         elif out.shape != shape or out.dtype != np.float32:
-            raise InputError(f"the output array is {out.dtype} {out.shape}; the merger needs float32 {shape}")
+            raise InputError(
+                f"the output array is {out.dtype} {out.shape}; the merger needs float32 {shape}"
+            )
         elif window is not None:
             out[...] = 0.0
         if window is not None and window.ndim != len(shape) - 1:
-            raise InputError(f"a {window.ndim}-D blending window cannot merge into {len(shape) - 1}-D outputs")
+            raise InputError(
+                f"a {window.ndim}-D blending window cannot merge into {len(shape) - 1}-D outputs"
+            )
         self.out = out
         self.window = window
         self.weight = np.zeros(shape[1:], np.float32) if window is not None else None
@@ -89,10 +95,13 @@ class NumpyMerger:
             raise RuntimeError("NumpyMerger.add after result(): make a new merger for a new image")
         if tile_output.ndim != self.out.ndim or len(origin) != self.out.ndim - 1:
             raise InputError(
-                f"tile output {tile_output.shape} at {tuple(origin)} does not fit an output of shape {self.out.shape}"
+                f"tile output {tile_output.shape} at {tuple(origin)} does not fit an output of "
+                f"shape {self.out.shape}"
             )
         if self.window is not None and tile_output.shape[1:] != self.window.shape:
-            raise InputError(f"tile output {tile_output.shape[1:]} differs from the window {self.window.shape}")
+            raise InputError(
+                f"tile output {tile_output.shape[1:]} differs from the window {self.window.shape}"
+            )
         where = overlap(origin, tile_output.shape[1:], self.out.shape[1:])
         if where is None:
             return

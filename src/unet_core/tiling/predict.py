@@ -133,7 +133,8 @@ def _check_tiling_options(
         tile_shape = (int(tile_shape),) * ndim
     if tile_shape is not None and (len(tile_shape) != ndim or min(tile_shape) < 1):
         raise InputError(
-            f"tile_shape must be a positive int or {ndim} positive ints (one per spatial axis), got {tile_shape!r}"
+            f"tile_shape must be a positive int or {ndim} positive ints (one per spatial axis), "
+            f"got {tile_shape!r}"
         )
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -214,8 +215,10 @@ def _predict_image(
         yield progress(min(i + batch, n), n)
 
 
-def _input_scaling(slab: np.ndarray, cfg: ModelConfig, normalize_input: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel offset and scale of ``slab`` ``(C, *spatial)`` (identity without normalisation)."""
+def _input_scaling(
+    slab: np.ndarray, cfg: ModelConfig, normalize_input: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel offset and scale of ``slab`` ``(C, *spatial)`` (identity when not normalising)."""
     if normalize_input:
         return normalization_stats(slab, cfg.normalization, channel_axis=0)
     check_image_values(slab)

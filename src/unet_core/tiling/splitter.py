@@ -61,7 +61,7 @@ class TilePlan:
 def plan_tiles(
     model: SegmentationNet, spatial_shape: Sequence[int], tile_shape: Sequence[int]
 ) -> TilePlan:
-    """Tile layout for an image of shape ``spatial_shape`` and requested output tiles ``tile_shape``.
+    """Tile layout for an image of shape ``spatial_shape`` and wished output tiles ``tile_shape``.
 
     Parameters
     ----------
