@@ -31,7 +31,8 @@ the tile ends. :attr:`FCN.context` is therefore 256 pixels (the reach rounded up
 of the stride 32): the tiler blends tiles only where they saw their full receptive field, so
 tiled prediction equals one pass over the whole mirror-padded image to float rounding, for any
 tile size. (A context of 96 px, used before, left differences of up to 4e-2.) The price is the
-overlap: use large tiles for FCNs where memory allows.
+overlap: a width-0.25 FCN-8s on a 1280^2 image took 50 s instead of 14 s on one CPU thread
+(automatic tiles); use large tiles (a GPU) for FCNs where memory allows.
 
 Width. ``ModelConfig.width`` scales every channel count (0.25: 16..128 convolution channels and
 1024-channel fc6/fc7) for CPU training from scratch. Published VGG16 weights (torchvision
