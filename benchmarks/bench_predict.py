@@ -8,8 +8,8 @@ probabilities against the whole-image pass of the same network.
 
 Contenders (4-level U-Net, 16 base channels, He-initialised with a fixed seed):
 - ``ours-valid``: :func:`unet_core.predict_tiled` on the paper's unpadded ('valid') net, automatic
-  tiles (or ``--tile``), with the optimised CPU graph (:mod:`unet_core.inference`; ``--plain`` adds
-  the plain module, ``optimize=False``, for the same-run comparison);
+  tiles (or ``--tile``), with the optimised CPU graph (:mod:`unet_core.models.unet_inference`;
+  ``--plain`` adds the plain module, ``optimize=False``, for the same-run comparison);
 - ``whole-valid``: one forward pass over the whole mirror-padded image (same net);
 - ``monai-same``: ``monai.inferers.sliding_window_inference`` on the 'same' variant of the net
   (identical weights), gaussian blending, swept over roi size / overlap / batch;

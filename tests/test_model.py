@@ -125,3 +125,35 @@ def test_forward_backward_every_configuration(padding, batch_norm, up_mode, drop
     net.eval()
     with torch.inference_mode():
         assert torch.equal(net(x), net(x))
+
+
+# ------------------------------------------------------------------------------ spatial axes
+def test_spatial_dims_is_2_and_3d_is_refused_with_the_fix():
+    net = UNet(depth=1, base_channels=2)
+    assert ModelConfig().spatial_dims == 2 and net.spatial_dims == 2
+    for bad in (3, 1, 0):
+        with pytest.raises(InputError, match="3D networks are not available yet; use spatial_dims=2"):
+            ModelConfig(spatial_dims=bad)
+    with pytest.raises(InputError, match=r"\(N, C, \*spatial\) tensor with 2 spatial axes"):
+        net(torch.zeros(1, 1, 20, 20, 20))
+    with pytest.raises(InputError, match="2 spatial axes"):
+        net(torch.zeros(1, 20, 20))
+
+
+def test_spatial_dims_saved_and_old_checkpoints_load_as_2d(tmp_path):
+    import json
+
+    from unet_core import checkpoint as ck
+
+    net = UNet(depth=1, base_channels=2)
+    ck.save_checkpoint(tmp_path / "new.pt", net)
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    assert json.loads(payload["model_config"])["spatial_dims"] == 2
+    # a checkpoint written before the field existed
+    cfg = json.loads(payload["model_config"])
+    del cfg["spatial_dims"]
+    payload["model_config"] = json.dumps(cfg)
+    payload["digest"] = ck._digest({k: v for k, v in payload.items() if k != "digest"})
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = ck.load_checkpoint(tmp_path / "old.pt")
+    assert loaded.model.config.spatial_dims == 2 and loaded.model.config == net.config

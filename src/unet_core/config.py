@@ -193,6 +193,9 @@ class ModelConfig:
     output_stride : {16, 8}
         DeepLabv3+ only: ratio of input to encoder-output resolution. 16 uses atrous rates
         6/12/18 in ASPP, 8 doubles them (finer, about 4x slower).
+    spatial_dims : int
+        Number of spatial axes the network works on (2: images ``(Y, X)``). Only 2 is
+        available; 3D networks are planned. Checkpoints without it are 2D.
 
     Notes
     -----
@@ -213,8 +216,14 @@ class ModelConfig:
     class_names: tuple[str, ...] = ("background", "foreground")
     width: float = 1.0
     output_stride: Literal[16, 8] = 16
+    spatial_dims: int = 2
 
     def __post_init__(self) -> None:
+        if self.spatial_dims != 2:
+            raise InputError(
+                f"spatial_dims={self.spatial_dims!r}: 3D networks are not available yet; use "
+                "spatial_dims=2 (2D networks predict volumes slice by slice)"
+            )
         if self.arch in PADDED_ONLY_ARCHS and self.padding != "same":
             object.__setattr__(self, "padding", "same")
         check_choices(self)

@@ -1,7 +1,10 @@
 """What every segmentation network of the engine states about itself.
 
 The tiler, the trainer and the checkpoints only rely on this interface, so any architecture
-(U-Net, FCN, DeepLabv3+) works everywhere downstream.
+(U-Net, FCN, DeepLabv3+) works everywhere downstream. Shapes are written for any number of
+spatial axes (``config.spatial_dims``; 2 for every network available now): a network maps
+``(N, C, *spatial)`` to ``(N, K, *out_spatial)``, and the geometry (``border``, ``context``,
+``size_multiple``, :meth:`~SegmentationNet.output_size`) is the same along every spatial axis.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from ..errors import InputError
 
 
 class SegmentationNet(nn.Module):
-    """Base class: maps ``(N, in_channels, H, W)`` float32 to ``(N, n_classes, h, w)`` logits.
+    """Base class: ``(N, in_channels, *spatial)`` float32 -> ``(N, n_classes, *out_spatial)`` logits.
 
+    ``spatial`` has ``config.spatial_dims`` axes and ``out_spatial[i] = output_size(spatial[i])``.
     Subclasses set :attr:`config` and implement :meth:`forward` and :meth:`output_size`.
 
     Attributes
@@ -23,14 +27,15 @@ class SegmentationNet(nn.Module):
     config : ModelConfig
         The options the network was built with (saved in every checkpoint).
     border : int
-        Pixels lost per side: ``output = input - 2 * border`` ('valid' nets; 0 for padded nets).
+        Pixels lost per side of every spatial axis: ``output = input - 2 * border`` ('valid'
+        nets; 0 for padded nets).
     context : int
-        Pixels of context a padded net needs per side of an output pixel for its value not to
-        depend on tile borders (used as the overlap of blended tiles); equals ``border`` for
-        'valid' nets.
+        Pixels of context a padded net needs per side of an output pixel, along every spatial
+        axis, for its value not to depend on tile borders (used as the overlap of blended
+        tiles); equals ``border`` for 'valid' nets.
     size_multiple : int
-        Granularity of valid input sizes / tile strides (2**depth for U-Nets, the output stride
-        for FCN/DeepLab).
+        Granularity of valid input sizes / tile strides along every axis (2**depth for U-Nets,
+        the output stride for FCN/DeepLab).
     """
 
     config: ModelConfig
@@ -38,19 +43,25 @@ class SegmentationNet(nn.Module):
     context: int = 0
     size_multiple: int = 1
 
+    @property
+    def spatial_dims(self) -> int:
+        """Number of spatial axes of the input (``config.spatial_dims``)."""
+        return self.config.spatial_dims
+
     def output_size(self, n: int) -> int:
-        """Output edge length for an input edge of ``n`` pixels (raises if ``n`` is invalid)."""
+        """Output length along one spatial axis for an input length of ``n`` pixels (raises if
+        ``n`` is invalid)."""
         raise NotImplementedError
 
     def is_valid_input_size(self, n: int) -> bool:
-        """Whether an input edge of ``n`` pixels is accepted."""
+        """Whether an input length of ``n`` pixels is accepted along a spatial axis."""
         try:
             return self.output_size(n) >= 1
         except InputError:
             return False
 
     def valid_input_size(self, n: int) -> int:
-        """Smallest valid input edge whose output edge is at least ``n`` pixels."""
+        """Smallest valid input length whose output length is at least ``n`` pixels (per axis)."""
         if n < 1:
             raise InputError(f"output size must be >= 1, got {n}")
         m = max(1, n + 2 * self.border)
@@ -69,16 +80,23 @@ class SegmentationNet(nn.Module):
         return (lo if lo >= 1 else None), hi
 
     def nearest_valid_message(self, n: int) -> str:
-        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for input edge ``n``."""
+        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for length ``n``."""
         lo, hi = self.nearest_valid_sizes(int(n))
         if lo is None:
             return f"the smallest valid size is {hi}"
         return f"nearest valid sizes: {lo} and {hi}"
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`InputError` naming the nearest valid sizes for a wrong input shape."""
-        if x.ndim != 4:
-            raise InputError(f"expected a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+        """Raise :class:`InputError` naming the nearest valid sizes for a wrong input shape.
+
+        ``x`` must be ``(N, in_channels, *spatial)`` with ``config.spatial_dims`` spatial axes.
+        """
+        d = self.config.spatial_dims
+        if x.ndim != 2 + d:
+            raise InputError(
+                f"expected a (N, C, *spatial) tensor with {d} spatial axes, got shape "
+                f"{tuple(x.shape)}"
+            )
         if x.shape[1] != self.config.in_channels:
             raise InputError(
                 f"the model reads {self.config.in_channels} channel(s), the input has {x.shape[1]}"
