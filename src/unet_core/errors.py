@@ -11,7 +11,3 @@ class InputError(UNetCoreError, ValueError):
 
 class CheckpointError(UNetCoreError):
     """A checkpoint file that cannot be loaded safely (missing, foreign, tampered, wrong version)."""
-
-
-class Cancelled(UNetCoreError):
-    """A long-running job was stopped between steps; no partial result is returned as complete."""
