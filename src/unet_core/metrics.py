@@ -22,15 +22,18 @@ from .errors import InputError
 # --------------------------------------------------------------------------------------------
 # semantic metrics
 # --------------------------------------------------------------------------------------------
-def _as_int_array(a: Any, name: str) -> np.ndarray:
+def _as_int_array(
+    a: Any,
+    name: str,
+    expected: str = "hold integer ids",
+    hint: str = "; for probabilities take argmax over the class axis (or threshold) first",
+) -> np.ndarray:
+    """``a`` as an integer array (bool becomes uint8); InputError ``name must EXPECTED`` otherwise."""
     a = np.asarray(a)
     if a.dtype == bool:
         return a.astype(np.uint8)
     if not np.issubdtype(a.dtype, np.integer):
-        raise InputError(
-            f"{name} must hold integer ids, got dtype {a.dtype}; for probabilities take "
-            "argmax over the class axis (or threshold) first"
-        )
+        raise InputError(f"{name} must {expected}, got dtype {a.dtype}{hint}")
     return a
 
 
@@ -358,13 +361,7 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_labels(a: Any, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise InputError(
-            f"{name} must be an integer label image (0 = background), got dtype {a.dtype}"
-        )
+    a = _as_int_array(a, name, "be an integer label image (0 = background)", "")
     if a.size and np.issubdtype(a.dtype, np.signedinteger) and int(a.min()) < 0:
         raise InputError(f"{name} holds negative ids; labels must be >= 0 (0 = background)")
     if a.dtype == np.uint64:

@@ -177,7 +177,8 @@ class Trainer:
         self.augmenter = Augmenter(config.augmentation, seed=config.seed + 1) if config.augment else None
         self.batch_size, self.tile = int(config.batch_size), int(config.tile_size)  # type: ignore[arg-type]
         self.step, self.best_score, self.best_step = 0, -math.inf, 0
-        self.clock, self.sampler = Clock(config.time_clock), None
+        self.clock = Clock(config.time_clock)
+        self.sampler: TileSampler | None = None  # made once the tile size is known
         self.loss_value, self.val_metrics = math.nan, {}
         if start.state is not None:
             log_data_change(start.state, self.data_info)
