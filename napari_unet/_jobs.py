@@ -4,10 +4,10 @@ Every long job (weight map, training, prediction) is an engine generator yieldin
 :class:`unet_core.progress.Progress` records. :class:`JobRunner` drives one in a napari
 ``thread_worker``: each record updates a progress bar in napari's activity dock (with the ETA the
 engine estimates) and is passed to the widget. Stop sets an event: a job started with
-``pass_stop=True`` (training) gets it as ``stop=`` and ends itself between two steps, returning its
-result; any other job is closed between two steps (its ``finally`` blocks run). Exceptions are caught in the worker
-and come back as a :class:`JobOutcome`, which the runner turns into a napari notification:
-the viewer never freezes and never shows a traceback dialog for bad input.
+``pass_stop=True`` (training) gets it as ``stop=`` and ends itself between two steps, returning
+its result; any other job is closed between two steps (its ``finally`` blocks run). Exceptions
+are caught in the worker and come back as a :class:`JobOutcome`, which the runner turns into a
+napari notification: the viewer never freezes and never shows a traceback dialog for bad input.
 """
 
 from __future__ import annotations

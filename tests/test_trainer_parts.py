@@ -22,7 +22,12 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = TrainConfig(
     model=ModelConfig(depth=1, base_channels=4, batch_norm=True),
-    iterations=6, tile_size=24, batch_size=2, val_fraction=0.0, device="cpu", warmup=0,
+    iterations=6,
+    tile_size=24,
+    batch_size=2,
+    val_fraction=0.0,
+    device="cpu",
+    warmup=0,
 )
 
 
@@ -62,7 +67,9 @@ def test_precision_is_chosen_once():
         assert torch.ones(1).dtype == torch.float32
 
 
-@pytest.mark.parametrize("make_event", [threading.Event, multiprocessing.get_context("spawn").Event])
+@pytest.mark.parametrize(
+    "make_event", [threading.Event, multiprocessing.get_context("spawn").Event]
+)
 def test_stop_signal_ends_the_run_with_a_result(pairs, tmp_path, make_event):
     stop = make_event()
 
@@ -73,7 +80,9 @@ def test_stop_signal_ends_the_run_with_a_result(pairs, tmp_path, make_event):
         if record.stage == "train" and record.step == 3:
             stop.set()
 
-    result = run_to_end(train(pairs, replace(TINY, iterations=50), output=tmp_path / "m.pt", stop=stop), press_stop)
+    result = run_to_end(
+        train(pairs, replace(TINY, iterations=50), output=tmp_path / "m.pt", stop=stop), press_stop
+    )
     assert isinstance(result, TrainResult)
     assert result.stop_reason == "user" and result.stopped and result.steps == 3
     assert records[-1].stage == "save" and result.checkpoint == tmp_path / "m.pt"

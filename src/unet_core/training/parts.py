@@ -87,7 +87,12 @@ def starting_point(
                 "use init_from / --from to fine-tune it instead"
             )
         saved = config_from_json(TrainConfig, ckpt.train_state["config"])
-        return Start(ckpt.model, replace(saved, device=config.device), ckpt.train_state, ckpt.meta.get("metrics", {}))
+        return Start(
+            ckpt.model,
+            replace(saved, device=config.device),
+            ckpt.train_state,
+            ckpt.meta.get("metrics", {}),
+        )
     if init_from is not None:
         ckpt = load_checkpoint(init_from)
         return Start(ckpt.model, replace(config, model=ckpt.config))
@@ -109,7 +114,11 @@ def prepare_data(
 
     def prepare(some: Sequence[TrainingPair]) -> list[PreparedSlice]:
         return prepare_pairs(
-            some, config.model, config.weights, region_margin=config.region_margin, semantic=config.semantic
+            some,
+            config.model,
+            config.weights,
+            region_margin=config.region_margin,
+            semantic=config.semantic,
         )
 
     slices = prepare(pairs)
@@ -118,7 +127,11 @@ def prepare_data(
     else:
         train_slices, val = split_validation(slices, config.val_fraction, config.seed)
     info = [
-        {"name": p.name, "fingerprint": fingerprint(p.image, p.labels, p.mask), "shape": list(np.shape(p.image))}
+        {
+            "name": p.name,
+            "fingerprint": fingerprint(p.image, p.labels, p.mask),
+            "shape": list(np.shape(p.image)),
+        }
         for p in pairs
     ]
     return train_slices, val, info
@@ -139,7 +152,8 @@ def freeze_encoder(model: SegmentationNet) -> torch.nn.Module:
                 p.requires_grad_(False)
             return part
     raise InputError(
-        f"freeze_encoder: the {model.config.arch!r} network has no encoder to freeze; train without it"
+        f"freeze_encoder: the {model.config.arch!r} network has no encoder to freeze; "
+        "train without it"
     )
 
 
@@ -174,7 +188,9 @@ class Precision:
     def choose(cls, amp: bool | None, device: torch.device) -> Precision:
         """float16 autocast with loss scaling when ``amp`` and the device is CUDA; else float32."""
         if amp and device.type == "cuda":
-            return cls(partial(torch.autocast, "cuda", dtype=torch.float16), torch.amp.GradScaler("cuda"))
+            return cls(
+                partial(torch.autocast, "cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+            )
         return cls(contextlib.nullcontext, torch.amp.GradScaler("cuda", enabled=False))
 
     @property
@@ -208,7 +224,9 @@ class Pace:
         Steps done and clock seconds at the start of this session (non-zero when resumed).
     """
 
-    def __init__(self, total: int, time_limit: float | None, step0: int = 0, elapsed0: float = 0.0) -> None:
+    def __init__(
+        self, total: int, time_limit: float | None, step0: int = 0, elapsed0: float = 0.0
+    ) -> None:
         self.total, self.time_limit = total, time_limit
         self.step0, self.elapsed0 = step0, elapsed0
         self.wall0 = time.perf_counter()
@@ -233,7 +251,9 @@ class Pace:
 
 def all_finite(model: torch.nn.Module) -> bool:
     """Whether every floating-point weight and buffer of ``model`` is finite (no NaN/inf)."""
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+    return all(
+        bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
+    )
 
 
 def shrunk_tile(tile: int, size_multiple: int) -> int:
@@ -249,4 +269,3 @@ def log_data_change(state: dict[str, Any], data_info: list[dict[str, Any]]) -> N
     before = [d["fingerprint"] for d in state.get("data", [])]
     if before != [d["fingerprint"] for d in data_info]:
         log.warning("resuming with different training data than the interrupted run used")
-

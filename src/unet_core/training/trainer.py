@@ -161,7 +161,9 @@ class Trainer:
         resume: str | os.PathLike | None = None,
         val_pairs: Sequence[TrainingPair] | None = None,
     ) -> None:
-        start = starting_point(pairs, val_pairs, config or TrainConfig(), init_from=init_from, resume=resume)
+        start = starting_point(
+            pairs, val_pairs, config or TrainConfig(), init_from=init_from, resume=resume
+        )
         self.device = resolve_device(start.config.device)
         self.config = config = resolve_train_config(start.config, self.device.type)
         self.loss_fn = build_loss(config.loss, n_classes=config.model.n_classes)
@@ -174,8 +176,12 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.rng = np.random.default_rng(config.seed)
-        self.augmenter = Augmenter(config.augmentation, seed=config.seed + 1) if config.augment else None
-        self.batch_size, self.tile = int(config.batch_size), int(config.tile_size)  # type: ignore[arg-type]
+        self.augmenter = (
+            Augmenter(config.augmentation, seed=config.seed + 1) if config.augment else None
+        )
+        # resolved above: no longer 'auto' (None)
+        self.batch_size = int(config.batch_size)  # type: ignore[arg-type]
+        self.tile = int(config.tile_size)  # type: ignore[arg-type]
         self.step, self.best_score, self.best_step = 0, -math.inf, 0
         self.clock = Clock(config.time_clock)
         self.sampler: TileSampler | None = None  # made once the tile size is known
@@ -185,13 +191,19 @@ class Trainer:
             self.load_train_state(start.state, start.last_metrics)
         self.output = Path(output) if output is not None else None
         self.best_file = best_path(output) if output is not None and self.val_slices else None
-        self.provenance = {"init_from": str(init_from) if init_from else None,
-                           "resumed_from": str(resume) if resume else None}
+        self.provenance = {
+            "init_from": str(init_from) if init_from else None,
+            "resumed_from": str(resume) if resume else None,
+        }
         self._resize(self.tile)
         # on accelerators the slices stay on the device (no host copies per step); on the CPU the
         # windows are cut with numpy (no padded copies of every slice in memory)
         self.sampler = TileSampler(
-            self.train_slices, self.in_size, self.out_size, self.model.border, self.source,
+            self.train_slices,
+            self.in_size,
+            self.out_size,
+            self.model.border,
+            self.source,
             device=None if self.device.type == "cpu" else self.device,
         )
         self.pace = Pace(config.iterations, config.time_limit, self.step, self.clock.elapsed())
@@ -259,8 +271,8 @@ class Trainer:
         self.loss_value = numbers["loss"]
         if not math.isfinite(self.loss_value):
             raise InputError(
-                f"the training loss became {self.loss_value} at step {self.step}; lower the learning "
-                "rate (e.g. --lr 1e-4) or check the image for extreme values"
+                f"the training loss became {self.loss_value} at step {self.step}; lower the "
+                "learning rate (e.g. --lr 1e-4) or check the image for extreme values"
             )
         return {**numbers, "lr": lr}
 
@@ -287,21 +299,31 @@ class Trainer:
             smaller = shrunk_tile(self.tile, self.model.size_multiple)
             if smaller >= self.tile:
                 raise InputError(
-                    f"out of memory on {self.device} even with one {self.tile}-pixel tile per step; "
-                    "train a smaller model (fewer base channels) or use device 'cpu'"
+                    f"out of memory on {self.device} even with one {self.tile}-pixel tile per "
+                    "step; train a smaller model (fewer base channels) or use device 'cpu'"
                 ) from None
             self._resize(smaller)
-        msg = f"out of memory on {self.device}: continuing with batch size {self.batch_size}, tile {self.tile} px"
+        msg = (
+            f"out of memory on {self.device}: continuing with batch size {self.batch_size}, "
+            f"tile {self.tile} px"
+        )
         log.warning(msg)
         return Progress(
-            "warning", self.step, self.config.iterations, msg,
+            "warning",
+            self.step,
+            self.config.iterations,
+            msg,
             metrics={"batch_size": self.batch_size, "tile_size": self.tile},
         )
 
     def _resize(self, tile: int) -> None:
         """Use output tiles of edge ``tile``: the network's input/output sizes and the sampler's."""
         model = self.model
-        in_size = model.valid_input_size(tile) if model.border else -(-tile // model.size_multiple) * model.size_multiple
+        in_size = (
+            model.valid_input_size(tile)
+            if model.border
+            else -(-tile // model.size_multiple) * model.size_multiple
+        )
         self.tile, self.in_size, self.out_size = tile, in_size, model.output_size(in_size)
         self.source = source_size(in_size, self.config.augmentation if self.augmenter else None)
         if self.sampler is not None:
@@ -322,7 +344,11 @@ class Trainer:
             written now.
         """
         self.val_metrics = evaluate(
-            self.model, self.val_slices, self.loss_fn, device=self.device, semantic=self.config.semantic
+            self.model,
+            self.val_slices,
+            self.loss_fn,
+            device=self.device,
+            semantic=self.config.semantic,
         )
         set_train_mode(self.model, self.frozen)
         score = self.val_metrics["val_miou" if self.config.semantic else "val_foreground_iou"]
@@ -335,7 +361,7 @@ class Trainer:
 
     # -- state for resume ----------------------------------------------------------------------
     def train_state(self) -> dict[str, Any]:
-        """What resuming needs: config, step, clock, optimizer, random generators, geometry, data."""
+        """What resuming needs: config, step, clock, optimizer, random states, geometry, data."""
         state: dict[str, Any] = {
             "config": config_to_json(self.config),
             "step": self.step,
@@ -355,7 +381,9 @@ class Trainer:
             state["scaler"] = self.precision.scaler.state_dict()
         return state
 
-    def load_train_state(self, state: dict[str, Any], last_metrics: dict[str, Any] | None = None) -> None:
+    def load_train_state(
+        self, state: dict[str, Any], last_metrics: dict[str, Any] | None = None
+    ) -> None:
         """Continue from :meth:`train_state` of an interrupted run of the same config and data.
 
         ``last_metrics`` (the checkpoint's ``meta['metrics']``) are reported until this run has
@@ -404,14 +432,20 @@ class Trainer:
 
     # -- saving --------------------------------------------------------------------------------
     def save_last(self) -> Path | None:
-        """Write the last, resumable state to ``output``; None without output, steps or finite weights."""
+        """Write the last, resumable state to ``output``.
+
+        Returns the path, or None without output, without steps or with non-finite weights.
+        """
         if self.output is None or self.step == 0:
             return None
         return self._save(self.output, "last")
 
     def _save(self, path: Path, kind: str) -> Path | None:
         if not all_finite(self.model):
-            log.error("not saving %s: the weights are not finite (NaN/inf); the file keeps what it held", path)
+            log.error(
+                "not saving %s: the weights are not finite (NaN/inf); the file keeps what it held",
+                path,
+            )
             return None
         was_training = self.model.training
         self.model.eval()
@@ -424,7 +458,7 @@ class Trainer:
                 set_train_mode(self.model, self.frozen)
 
     def finish(self) -> Path | None:
-        """End a run that may be kept: save the last state (:meth:`save_last`), then :meth:`release`."""
+        """End a run worth keeping: :meth:`save_last`, then :meth:`release`."""
         self.model.eval()
         try:
             return self.save_last()
@@ -495,7 +529,9 @@ def train(
     CheckpointError
         Unreadable ``init_from``/``resume`` checkpoints.
     """
-    trainer = Trainer(pairs, config, output=output, init_from=init_from, resume=resume, val_pairs=val_pairs)
+    trainer = Trainer(
+        pairs, config, output=output, init_from=init_from, resume=resume, val_pairs=val_pairs
+    )
     try:
         reason = yield from _steps(trainer, stop)
     except GeneratorExit:  # closed between two steps: the state is consistent, keep it
@@ -504,14 +540,24 @@ def train(
     except BaseException:  # a failed run never replaces the file at ``output``
         trainer.release()
         raise
-    saved = trainer.finish()
-    result = trainer.result(reason, saved)
-    best = result.best_checkpoint
-    yield Progress(
-        "save", trainer.step, trainer.step, f"saved {saved}" if saved else "done",
-        metrics={"checkpoint": str(saved) if saved else None, "best_checkpoint": str(best) if best else None},
-    )
+    result = trainer.result(reason, trainer.finish())
+    yield _saved(result)
     return result
+
+
+def _saved(result: TrainResult) -> Progress:
+    """The last record of a run: what it saved."""
+    saved, best = result.checkpoint, result.best_checkpoint
+    return Progress(
+        "save",
+        result.steps,
+        result.steps,
+        f"saved {saved}" if saved else "done",
+        metrics={
+            "checkpoint": str(saved) if saved else None,
+            "best_checkpoint": str(best) if best else None,
+        },
+    )
 
 
 def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, None, StopReason]:
@@ -529,8 +575,12 @@ def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, Non
         shown, eta = trainer.pace.estimate(trainer.step, elapsed)
         time_up = trainer.time_up(elapsed)
         yield Progress(
-            "train", trainer.step, shown, f"step {trainer.step}/{shown} loss {trainer.loss_value:.4f}",
-            metrics=numbers, eta=eta,
+            "train",
+            trainer.step,
+            shown,
+            f"step {trainer.step}/{shown} loss {trainer.loss_value:.4f}",
+            metrics=numbers,
+            eta=eta,
         )
         last = trainer.step >= total or time_up
         if trainer.val_slices and (trainer.step % config.val_every == 0 or last):
@@ -539,8 +589,12 @@ def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, Non
                 trainer.save_last()  # a crash loses at most val_every steps
             text = ", ".join(f"{k[4:]} {v:.3f}" for k, v in trainer.val_metrics.items())
             yield Progress(
-                "validate", trainer.step, shown, f"validation at step {trainer.step}: {text}",
-                metrics=metrics, eta=eta,
+                "validate",
+                trainer.step,
+                shown,
+                f"validation at step {trainer.step}: {text}",
+                metrics=metrics,
+                eta=eta,
             )
         if time_up:
             break
