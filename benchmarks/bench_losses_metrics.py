@@ -92,7 +92,7 @@ def bench_losses(repeats: int) -> None:
 
 
 def bench_metrics(size: int, objects: int, repeats: int) -> None:
-    from unet_core.training.metrics import match_instances, segmentation_metrics
+    from unet_core.metrics import match_instances, segmentation_metrics
 
     true, pred = synthetic_instances(size, objects)
     n_true = len(np.unique(true)) - 1

@@ -5,7 +5,9 @@
 Three variants run interleaved (A B C A B C ...) in the same process, so machine load hits them
 alike; each round times ``--steps`` optimisation steps after ``--warmup`` untimed ones:
 
-* bare: forward/backward/Adam on one pre-made batch already on the device (no data work);
+* bare: the real optimisation step (:meth:`unet_core.training.trainer.Trainer.train_step`:
+  forward/backward/optimizer, mixed precision as configured) on one pre-made batch already on the
+  device (no data work);
 * pipeline: :func:`unet_core.training.trainer.train` with augmentation (tile sampling from the
   annotated region, elastic + affine + intensity augmentation on the device, the loss);
 * no-augment: the same pipeline without augmentation.
@@ -67,36 +69,19 @@ def _pipeline_rate(pairs, cfg, steps: int, warmup: int) -> tuple[float, float, f
     return steps / w, steps / c, DATA_CPU["s"] / c
 
 
-def _bare_rate(cfg, in_size: int, out_size: int, steps: int, warmup: int) -> tuple[float, float]:
-    from unet_core.models import build_model
-    from unet_core.training.losses import build_loss
+def _bare_rate(pairs, cfg, steps: int, warmup: int) -> tuple[float, float, float]:
+    from unet_core.training.trainer import Trainer
 
-    dev = torch.device(cfg.device)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = build_loss(cfg.loss, n_classes=cfg.model.n_classes)
-    x = torch.rand(cfg.batch_size, cfg.model.in_channels, in_size, in_size, device=dev)
-    y = (torch.rand(cfg.batch_size, out_size, out_size, device=dev) > 0.5).long()
-    w = torch.rand(cfg.batch_size, out_size, out_size, device=dev) + 0.5
-    use_amp = bool(cfg.amp) and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    def step():
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y, w)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        return float(loss.detach())  # the pipeline reads the loss every step too
-
+    trainer = Trainer(pairs, cfg)
+    dev, n, size, out = trainer.device, trainer.batch_size, trainer.in_size, trainer.out_size
+    x = torch.rand(n, cfg.model.in_channels, size, size, device=dev)
+    y = (torch.rand(n, out, out, device=dev) > 0.5).long()
+    w = torch.rand(n, out, out, device=dev) + 0.5
     for _ in range(warmup):
-        step()
+        trainer.train_step((x, y, w))  # reads the loss every step, as the pipeline does
     w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        step()
+        trainer.train_step((x, y, w))
     return steps / (time.perf_counter() - w0), steps / (time.process_time() - c0), 0.0
 
 
@@ -116,9 +101,9 @@ def main(argv=None) -> None:
 
     from unet_core.config import TrainConfig, resolve_train_config
     from unet_core.device import resolve_device
-    from unet_core.models import build_model
     from unet_core.sample_data import synthetic_nuclei
     from unet_core.training.data import TrainingPair
+    from unet_core.training.trainer import Trainer
 
     dev = resolve_device(args.device)
     cfg = TrainConfig(device=str(dev), val_fraction=0.0, tile_size=args.tile_size, batch_size=args.batch_size)
@@ -128,13 +113,13 @@ def main(argv=None) -> None:
     if args.depth:
         model_cfg = replace(model_cfg, depth=args.depth)
     cfg = resolve_train_config(replace(cfg, model=model_cfg), dev.type)
-    net = build_model(cfg.model)
-    in_size = net.valid_input_size(cfg.tile_size) if net.border else cfg.tile_size
-    out_size = net.output_size(in_size)
     image, labels = synthetic_nuclei((512, 512), seed=0)
     pairs = [TrainingPair(image, labels, name="synthetic")]
+    probe = Trainer(pairs, cfg)
+    in_size, out_size = probe.in_size, probe.out_size
+    del probe
     variants = {
-        "bare loop (pre-made tensors)": lambda: _bare_rate(cfg, in_size, out_size, args.steps, args.warmup),
+        "bare loop (pre-made tensors)": lambda: _bare_rate(pairs, cfg, args.steps, args.warmup),
         "pipeline (sampling + augmentation)": lambda: _pipeline_rate(pairs, cfg, args.steps, args.warmup),
         "pipeline, no augmentation": lambda: _pipeline_rate(pairs, replace(cfg, augment=False), args.steps, args.warmup),
     }

@@ -151,7 +151,7 @@ def train_for_budget(pairs, model_cfg: ModelConfig, budget: float, out: Path, *,
 
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(model, test, *, split_touching: bool) -> dict:
-    from unet_core.training.metrics import instance_ap, segmentation_metrics
+    from unet_core.metrics import instance_ap, segmentation_metrics
 
     mious, bf1s, aps, diffs, small_mious = [], [], [], [], []
     cpu = wall = mpix = 0.0

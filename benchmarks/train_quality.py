@@ -48,7 +48,7 @@ def fg_iou(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def ap50(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
-    from unet_core.training.metrics import instance_ap
+    from unet_core.metrics import instance_ap
 
     return float(instance_ap(pred_labels, true_labels, 0.5))
 

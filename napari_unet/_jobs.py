@@ -3,10 +3,11 @@
 Every long job (weight map, training, prediction) is an engine generator yielding
 :class:`unet_core.progress.Progress` records. :class:`JobRunner` drives one in a napari
 ``thread_worker``: each record updates a progress bar in napari's activity dock (with the ETA the
-engine estimates) and is passed to the widget; Stop closes the generator between two steps, so
-the engine cleans up (training saves a clean checkpoint). Exceptions are caught in the worker
-and come back as a :class:`JobOutcome`, which the runner turns into a napari notification:
-the viewer never freezes and never shows a traceback dialog for bad input.
+engine estimates) and is passed to the widget. Stop sets an event: a job started with
+``pass_stop=True`` (training) gets it as ``stop=`` and ends itself between two steps, returning
+its result; any other job is closed between two steps (its ``finally`` blocks run). Exceptions
+are caught in the worker and come back as a :class:`JobOutcome`, which the runner turns into a
+napari notification: the viewer never freezes and never shows a traceback dialog for bad input.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class JobOutcome:
     Attributes
     ----------
     value : Any
-        The generator's return value (or what ``on_stop`` produced after a Stop).
+        The generator's return value (None when Stop closed it).
     stopped : bool
         True when the user stopped the job.
     error : BaseException or None
@@ -69,16 +70,18 @@ def worker_threads() -> int:
 
 
 def drive(
-    factory: Callable[[], Generator],
+    factory: Callable[..., Generator],
     stop: threading.Event,
-    on_stop: Callable[[], Any] | None = None,
     torch_threads: int | None = None,
+    pass_stop: bool = False,
 ) -> Generator[Any, None, JobOutcome]:
     """Run ``factory()``'s generator to the end in the calling (worker) thread.
 
-    Yields what the engine yields; checks ``stop`` between steps and then closes the engine
-    generator (its ``finally`` blocks run: a stopped training saves its checkpoint) and returns
-    ``on_stop()``'s value. Errors are caught and returned, never raised into Qt.
+    Yields what the engine yields. With ``pass_stop`` the generator is ``factory(stop=stop)``,
+    ends itself between steps once ``stop`` is set and returns its result (a stopped training
+    returns its ``TrainResult``); otherwise ``stop`` is checked between steps and then the
+    generator is closed (its ``finally`` blocks run). Errors are caught and returned, never
+    raised into Qt.
     """
     previous = None
     if torch_threads:
@@ -88,15 +91,15 @@ def drive(
         torch.set_num_threads(torch_threads)
     gen = None
     try:
-        gen = factory()
+        gen = factory(stop=stop) if pass_stop else factory()
         while True:
-            if stop.is_set():
+            if stop.is_set() and not pass_stop:
                 gen.close()
-                return JobOutcome(on_stop() if on_stop else None, stopped=True)
+                return JobOutcome(stopped=True)
             try:
                 item = next(gen)
             except StopIteration as done:
-                return JobOutcome(done.value)
+                return JobOutcome(done.value, stopped=pass_stop and stop.is_set())
             yield item
             time.sleep(0)  # hand the GIL to the GUI thread between steps
     except Exception as exc:  # reported to the user as a notification by JobRunner
@@ -166,13 +169,16 @@ class JobRunner(QObject):
 
     def start(
         self,
-        factory: Callable[[], Generator],
+        factory: Callable[..., Generator],
         *,
         total: int = 0,
-        on_stop: Callable[[], Any] | None = None,
         torch_threads: int | None = None,
+        pass_stop: bool = False,
     ) -> None:
         """Start ``factory()`` (an engine generator) in a worker thread.
+
+        With ``pass_stop`` the factory takes the Stop event as ``stop=`` and ends the job itself
+        (see :func:`drive`).
 
         Raises
         ------
@@ -189,7 +195,7 @@ class JobRunner(QObject):
             from napari.utils import cancelable_progress
 
             self._pbar = cancelable_progress(total=total or 0, desc=self.title)
-        worker = create_worker(drive, factory, self._stop, on_stop, torch_threads, _start_thread=False)
+        worker = create_worker(drive, factory, self._stop, torch_threads, pass_stop, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)

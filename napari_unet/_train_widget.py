@@ -4,8 +4,9 @@ Every option shown is a field of the engine's :class:`unet_core.config.TrainConf
 ``ModelConfig`` / ``WeightMapConfig``), with the engine's default (one definition, read from the
 dataclasses by :class:`~napari_unet._config_form.ConfigForm`). Training runs the engine's
 ``train()`` generator in a worker thread (:class:`~napari_unet._jobs.JobRunner`): a progress bar
-with ETA in napari's activity dock, a live loss/validation plot, Stop (which closes the generator,
-so the engine saves a clean checkpoint). The model is registered for the Predict widget.
+with ETA in napari's activity dock, a live loss/validation plot, Stop (the engine ends between two
+steps, saves a clean checkpoint and returns its result). The model is registered for the Predict
+widget.
 """
 
 from __future__ import annotations
@@ -66,13 +67,6 @@ class PairSpec:
 
     def describe(self) -> str:
         return f"{self.image} + {self.labels}" + (f" + {self.region}" if self.region else "")
-
-
-def load_stopped_model(path: Path):
-    """After Stop: the checkpoint the engine saved while closing, loaded (worker thread)."""
-    from unet_core.checkpoint import load_checkpoint
-
-    return load_checkpoint(path) if Path(path).is_file() else None
 
 
 class TrainWidget(QWidget):
@@ -330,8 +324,8 @@ class TrainWidget(QWidget):
         self.runner.start(
             partial(train, pairs, config, output=output, init_from=init),
             total=config.iterations,
-            on_stop=partial(load_stopped_model, output),
             torch_threads=worker_threads(),
+            pass_stop=True,  # Stop ends the run between steps; the result comes back
         )
         return True
 
@@ -358,17 +352,13 @@ class TrainWidget(QWidget):
         if not outcome.ok:
             self.status.setText(f"Training failed: {outcome.error}")
             return
-        value = outcome.value
-        model = getattr(value, "model", None)
-        checkpoint = getattr(value, "checkpoint", None) or getattr(value, "path", None)
-        if checkpoint is None and self.checkpoint is not None and self.checkpoint.is_file():
-            checkpoint = self.checkpoint
-        if model is None:
+        result = outcome.value  # the engine's TrainResult, also after Stop
+        checkpoint = result.checkpoint
+        if checkpoint is None:
             self.status.setText("Stopped before the first step; nothing was saved.")
             return
-        self.result_model = model
-        MODELS.add(ModelEntry(Path(checkpoint).stem if checkpoint else "model", model,
-                              Path(checkpoint) if checkpoint else None, outcome.stopped))
-        how = "Stopped" if outcome.stopped else "Done"
+        self.result_model = result.model
+        MODELS.add(ModelEntry(checkpoint.stem, result.model, checkpoint, result.stopped))
+        how = {"completed": "Done", "time_limit": "Time limit reached", "user": "Stopped"}[result.stop_reason]
         self.status.setText(f"{how}. Checkpoint: {checkpoint}")
         show_info(f"napari-unet: model saved to {checkpoint}")

@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unet_core.errors import InputError
-from unet_core.training.metrics import (
+from unet_core.metrics import (
     boundary_f1_counts,
+    confusion_matrix,
+    confusion_scores,
     instance_ap,
     match_instances,
     segmentation_metrics,
@@ -94,6 +96,24 @@ def test_mask_excludes_pixels_and_their_values():
     m2 = segmentation_metrics(pred2, target2, n_classes=2, mask=mask)
     for key in ("iou", "miou", "foreground_iou", "dice", "pixel_accuracy", "boundary_f1"):
         np.testing.assert_equal(m[key], m2[key])
+
+
+def test_pooled_confusion_scores_equal_the_scores_of_the_joined_images():
+    """Validation pools confusion matrices over samples: the scores equal those of one big image."""
+    rng = np.random.default_rng(5)
+    a_pred, a_true, b_pred, b_true = (rng.integers(0, 3, (6, 9)) for _ in range(4))
+    b_true[b_true == 2] = 0  # class 2 rarer in the second image
+    ma = segmentation_metrics(a_pred, a_true, n_classes=3)
+    mb = segmentation_metrics(b_pred, b_true, n_classes=3)
+    pooled = confusion_scores(ma["confusion"] + mb["confusion"])
+    joined = segmentation_metrics(np.stack([a_pred, b_pred]), np.stack([a_true, b_true]), n_classes=3)
+    for key in ("iou", "miou", "foreground_iou", "dice", "foreground_dice", "pixel_error", "n_pixels"):
+        np.testing.assert_allclose(pooled[key], joined[key], rtol=1e-12, err_msg=key)
+    np.testing.assert_array_equal(confusion_matrix(a_pred, a_true, n_classes=3), ma["confusion"])
+    empty = confusion_scores(np.zeros((2, 2), np.int64))
+    assert math.isnan(empty["foreground_iou"]) and math.isnan(empty["pixel_error"])
+    with pytest.raises(InputError, match="outside"):
+        confusion_matrix(np.array([3]), np.array([0]), n_classes=3)
 
 
 def _brute_boundary(member: np.ndarray, valid: np.ndarray) -> set[tuple[int, int]]:

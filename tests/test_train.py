@@ -54,7 +54,7 @@ def test_loss_decreases_on_a_tiny_problem():
     cfg = replace(TINY, iterations=60, learning_rate=3e-3, augment=False, batch_size=4, model=replace(TINY.model, base_channels=8))
     result, records = run(train([TrainingPair(image, labels)], cfg))
     losses = [r.metrics["loss"] for r in records if r.stage == "train"]
-    assert len(losses) == 60 and result.steps == 60 and not result.stopped
+    assert len(losses) == 60 and result.steps == 60 and result.stop_reason == "completed"
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
 
 
@@ -182,7 +182,7 @@ def test_time_limit_stops_cleanly(tmp_path):
     image, labels = disks()
     cfg = replace(TINY, iterations=10_000, time_limit=0.5, time_clock="process")
     result, records = run(train([TrainingPair(image, labels)], cfg, output=tmp_path / "m.pt"))
-    assert result.stopped and 0 < result.steps < 10_000
+    assert result.stopped and result.stop_reason == "time_limit" and 0 < result.steps < 10_000
     assert result.checkpoint.exists()
     assert all(r.total < 10_000 for r in records if r.stage == "train")  # the bar shows the budget
 

@@ -150,3 +150,37 @@ def test_cli_train_resume_and_summary(tmp_path, sample, capsys):
     assert main(args[:-4] + ["--semantic", "--from", str(tmp_path / "m.pt"), "-o", str(tmp_path / "u.pt")]) == 2
     assert "class id" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--loss", "no-such-loss"]) == 2
+
+
+def test_cli_ctrl_c_stops_after_the_step_and_saves(tmp_path, sample, capsys, monkeypatch):
+    import signal
+
+    import unet_core.cli.train as cli_train
+    from unet_core.cli import main
+    from unet_core.io import write_tiff
+
+    image, labels = sample
+    write_tiff(tmp_path / "img.tif", image[:80, :80])
+    write_tiff(tmp_path / "lab.tif", labels[:80, :80])
+    real_drain = cli_train.drain
+
+    def interrupted(gen):
+        """Passes the records on; Ctrl-C after the second step."""
+        while True:
+            try:
+                record = next(gen)
+            except StopIteration as done:
+                return done.value
+            if record.stage == "train" and record.step == 2:
+                signal.raise_signal(signal.SIGINT)
+            yield record
+
+    monkeypatch.setattr(cli_train, "drain", lambda gen, **kw: real_drain(interrupted(gen), **kw))
+    args = ["train", "--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lab.tif"),
+            "-o", str(tmp_path / "m.pt"), "--iterations", "500", "--depth", "1", "--base-channels", "4",
+            "--tile-size", "24", "--batch-size", "2", "--val-fraction", "0", "--device", "cpu", "--arch", "unet"]
+    before = signal.getsignal(signal.SIGINT)
+    assert main(args) == 130
+    assert signal.getsignal(signal.SIGINT) is before
+    assert "trained 2 steps" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "m.pt").train_state["step"] == 2

@@ -76,3 +76,24 @@ def test_bad_input_becomes_notification(make_napari_viewer, qtbot, cpu_only, pro
     outcome = wait_job(qtbot, widget.runner)
     assert not outcome.ok and errors and "paint" in errors[0]
     assert widget.start_button.isEnabled()
+
+
+def test_stop_returns_the_engines_result(make_napari_viewer, qtbot, cpu_only, project_home, registry, monkeypatch):  # noqa: F811
+    """Stop ends the run between steps; the widget registers the returned model (no reload)."""
+    import unet_core.checkpoint as checkpoint
+
+    viewer = make_napari_viewer()
+    _, truth = add_sample(viewer)
+    viewer.add_labels(truth.astype(np.uint16), name="nuclei labels")
+    widget = open_widget(viewer, "Train")
+    tiny_training(widget, iterations=500)
+    widget.runner.progressed.connect(lambda r: r.stage == "train" and r.step >= 2 and widget.stop())
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: pytest.fail("reloaded from disk"))
+    assert widget.start()
+    outcome = wait_job(qtbot, widget.runner)
+    assert outcome.ok and outcome.stopped, outcome.error
+    result = outcome.value
+    assert result.stop_reason == "user" and 2 <= result.steps < 500
+    assert result.checkpoint == widget.checkpoint and result.checkpoint.is_file()
+    assert registry.latest().model is result.model and registry.latest().stopped
+    assert widget.status.text().startswith("Stopped.")

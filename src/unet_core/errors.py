@@ -13,9 +13,5 @@ class CheckpointError(UNetCoreError):
     """A checkpoint file that cannot be loaded safely (missing, foreign, tampered, wrong version)."""
 
 
-class Cancelled(UNetCoreError):
-    """A long-running job was stopped between steps; no partial result is returned as complete."""
-
-
 class JobCrashed(UNetCoreError):
     """A job running in its own process ended without a result (killed, crashed, out of memory)."""

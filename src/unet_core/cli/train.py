@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import signal
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,8 +112,11 @@ def run(args: argparse.Namespace) -> int:
         amp={"auto": None, "on": True, "off": False}[args.amp], device=args.device, seed=args.seed,
     )
     t0 = time.perf_counter()
-    result = drain(train(pairs, config, output=out, init_from=init_from, resume=args.resume))
+    with _stop_on_ctrl_c() as stop:
+        result = drain(train(pairs, config, output=out, init_from=init_from, resume=args.resume, stop=stop))
     lines = [f"trained {result.steps} steps in {time.perf_counter() - t0:.0f} s; final training loss {result.metrics['loss']:.4f}"]
+    if result.stop_reason == "user":
+        lines[0] += " (stopped with Ctrl-C)"
     val = {k[4:]: v for k, v in result.metrics.items() if k.startswith("val_") and not math.isnan(v)}
     if val:
         lines.append("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
@@ -116,7 +124,28 @@ def run(args: argparse.Namespace) -> int:
     if result.best_checkpoint:
         lines.append(f"best checkpoint: {result.best_checkpoint}")
     print("\n".join(lines))
-    return 0
+    return 130 if result.stop_reason == "user" else 0
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """Ctrl-C sets the yielded event: training saves after its current step; a second one aborts."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again aborts without saving)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------- FCN / DeepLabv3+ options

@@ -249,13 +249,6 @@ _LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "boundary": _boundary,
 }
 
-_DESCRIPTIONS = {
-    "wce": "weighted pixel-wise softmax cross-entropy (U-Net paper)",
-    "dice": "soft Dice over foreground classes",
-    "lovasz": "Lovász-Softmax (Jaccard surrogate)",
-    "boundary": "boundary loss (Kervadec 2019); combine with a regional loss",
-}
-
 
 def available_losses() -> tuple[str, ...]:
     """Names of the single losses; combine them with ``+`` and ``COEF*`` in :func:`build_loss`."""

@@ -1,59 +1,73 @@
-"""The training loop as a generator: yields progress, stops cleanly, always leaves a checkpoint.
+"""Training: a :class:`Trainer` with one method per part, and the :func:`train` generator.
 
-One step: draw source windows around annotated pixels (CPU, numpy), move them to the device,
-augment the whole batch there with one ``grid_sample`` (:mod:`.augment`), forward/backward with
-the configured loss (mixed precision on CUDA), optimizer step with warm-up + cosine learning rate.
-Every ``val_every`` steps (and at the end) the held-out annotations are predicted tile by tile and
-scored (:mod:`.validation`); the best-scoring weights go to ``<output>.best.pt``.
+One step (:meth:`Trainer.advance`): the learning rate from the schedule (:func:`learning_rate`),
+a batch of source windows around annotated pixels, moved to the device and augmented there with
+one ``grid_sample`` (:meth:`Trainer.next_batch`, :mod:`.augment`), then one optimisation step
+(:meth:`Trainer.train_step`: forward/backward with the configured loss, mixed precision on CUDA
+as a context chosen once at set-up). Out of memory halves the batch, then shrinks the tile
+(:meth:`Trainer.recover_from_oom`). Every ``val_every`` steps (and at the end) the held-out
+annotations are predicted tile by tile and scored (:meth:`Trainer.validate`, :mod:`.validation`);
+the best-scoring weights go to ``<output>.best.pt``.
 
-The checkpoint at ``output`` is the *last* state and carries everything needed to resume:
-optimizer state, step, elapsed time, the random generators' states and the resolved config.
+The checkpoint at ``output`` is the *last* state and carries everything needed to resume
+(:meth:`Trainer.train_state`): optimizer state, step, elapsed time, the random generators' states
+and the resolved config. It is written at each validation, at the end (all steps done, time limit,
+Stop) and when the generator is closed; never after a failure (an exception, a non-finite loss)
+and never with non-finite weights, so a failed run does not replace a good file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
+import traceback
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import (
-    TrainConfig,
-    config_from_json,
-    config_to_dict,
-    config_to_json,
-    resolve_train_config,
-)
+from ..checkpoint import save_checkpoint
+from ..config import TrainConfig, config_to_dict, config_to_json, resolve_train_config
 from ..device import is_out_of_memory, resolve_device
-from ..errors import CheckpointError, InputError
-from ..models import SegmentationNet, build_model
+from ..errors import InputError
+from ..models import SegmentationNet
 from ..progress import Progress
 from .augment import Augmenter, source_size
-from .data import (
-    TileSampler,
-    TrainingPair,
-    fingerprint,
-    infer_n_classes,
-    prepare_pairs,
-    split_validation,
-)
+from .data import TileSampler, TrainingPair
 from .losses import build_loss
+from .parts import (
+    Clock,
+    Pace,
+    Precision,
+    all_finite,
+    build_optimizer,
+    freeze_encoder,
+    log_data_change,
+    prepare_data,
+    set_train_mode,
+    shrunk_tile,
+    starting_point,
+)
 from .validation import evaluate
 
 log = logging.getLogger(__name__)
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: why a run ended: all steps done, the time limit reached, or stopped by the user
+StopReason = Literal["completed", "time_limit", "user"]
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class StopSignal(Protocol):
+    """Anything with ``is_set()``: a ``threading.Event``, a ``multiprocessing.Event``, ..."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -63,13 +77,13 @@ class TrainResult:
     Attributes
     ----------
     checkpoint : Path or None
-        The last state (None when no output path was given); resumable.
+        The last state (None when no output path was given or nothing was trained); resumable.
     model : SegmentationNet
         The trained network (last state, eval mode, CPU).
     steps : int
         Optimisation steps done (in total, including those before a resume).
-    stopped : bool
-        True when the run ended before ``iterations`` (time limit).
+    stop_reason : {'completed', 'time_limit', 'user'}
+        All ``iterations`` done, the time limit reached, or stopped with ``train(stop=...)``.
     metrics : dict
         Last training loss and, when validated, the last validation metrics.
     best_checkpoint : Path or None
@@ -79,40 +93,20 @@ class TrainResult:
     checkpoint: Path | None
     model: SegmentationNet
     steps: int
-    stopped: bool
+    stop_reason: StopReason
     metrics: dict[str, Any]
     best_checkpoint: Path | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the run ended before ``iterations`` (time limit or user)."""
+        return self.stop_reason != "completed"
 
 
 def best_path(output: str | os.PathLike) -> Path:
     """Where the best-validation checkpoint of a run writing ``output`` goes: ``NAME.best.pt``."""
     p = Path(output)
     return p.with_name(p.stem + ".best" + (p.suffix or ".pt"))
-
-
-def _encoder(model: SegmentationNet) -> torch.nn.Module:
-    for name in ("encoders", "encoder", "backbone"):
-        part = getattr(model, name, None)
-        if isinstance(part, torch.nn.Module):
-            return part
-    raise InputError(
-        f"freeze_encoder: the {model.config.arch!r} network has no encoder to freeze; train without it"
-    )
-
-
-def _set_train_mode(model: SegmentationNet, frozen: torch.nn.Module | None) -> None:
-    model.train()
-    if frozen is not None:
-        frozen.eval()  # frozen batch-norm layers keep their running statistics
-
-
-class _Clock:
-    def __init__(self, kind: str, offset: float = 0.0) -> None:
-        self._now = time.process_time if kind == "process" else time.perf_counter
-        self._t0 = self._now() - offset
-
-    def elapsed(self) -> float:
-        return self._now() - self._t0
 
 
 def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
@@ -131,6 +125,358 @@ def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
     return config.learning_rate * factor
 
 
+class Trainer:
+    """One training run: its set-up and one method per part; :func:`train` drives it.
+
+    Parameters
+    ----------
+    pairs, config, output, init_from, resume, val_pairs
+        As for :func:`train`.
+
+    Attributes
+    ----------
+    config : TrainConfig
+        The resolved options ('auto' sizes chosen for the device; a resumed run's saved config).
+    model : SegmentationNet
+        The network, on ``device``, in training mode between steps.
+    step : int
+        Optimisation steps done (including those before a resume).
+    batch_size, tile : int
+        The current batch size and output tile edge (smaller after out-of-memory retries).
+    in_size, out_size : int
+        The network's input and output tile edges for ``tile``.
+    loss_value : float
+        The last training loss.
+    val_metrics : dict
+        The last validation metrics ('val_*').
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[TrainingPair],
+        config: TrainConfig | None = None,
+        *,
+        output: str | os.PathLike | None = None,
+        init_from: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None,
+        val_pairs: Sequence[TrainingPair] | None = None,
+    ) -> None:
+        start = starting_point(
+            pairs, val_pairs, config or TrainConfig(), init_from=init_from, resume=resume
+        )
+        self.device = resolve_device(start.config.device)
+        self.config = config = resolve_train_config(start.config, self.device.type)
+        self.loss_fn = build_loss(config.loss, n_classes=config.model.n_classes)
+        self.train_slices, self.val_slices, self.data_info = prepare_data(pairs, val_pairs, config)
+        self.model = start.model.to(self.device)
+        self.frozen = freeze_encoder(self.model) if config.freeze_encoder else None
+        set_train_mode(self.model, self.frozen)
+        self.optimizer = build_optimizer(self.model, config)
+        self.precision = Precision.choose(config.amp, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.rng = np.random.default_rng(config.seed)
+        self.augmenter = (
+            Augmenter(config.augmentation, seed=config.seed + 1) if config.augment else None
+        )
+        # resolved above: no longer 'auto' (None)
+        self.batch_size = int(config.batch_size)  # type: ignore[arg-type]
+        self.tile = int(config.tile_size)  # type: ignore[arg-type]
+        self.step, self.best_score, self.best_step = 0, -math.inf, 0
+        self.clock = Clock(config.time_clock)
+        self.sampler: TileSampler | None = None  # made once the tile size is known
+        self.loss_value, self.val_metrics = math.nan, {}
+        if start.state is not None:
+            log_data_change(start.state, self.data_info)
+            self.load_train_state(start.state, start.last_metrics)
+        self.output = Path(output) if output is not None else None
+        self.best_file = best_path(output) if output is not None and self.val_slices else None
+        self.provenance = {
+            "init_from": str(init_from) if init_from else None,
+            "resumed_from": str(resume) if resume else None,
+        }
+        self._resize(self.tile)
+        # on accelerators the slices stay on the device (no host copies per step); on the CPU the
+        # windows are cut with numpy (no padded copies of every slice in memory)
+        self.sampler = TileSampler(
+            self.train_slices,
+            self.in_size,
+            self.out_size,
+            self.model.border,
+            self.source,
+            device=None if self.device.type == "cpu" else self.device,
+        )
+        self.pace = Pace(config.iterations, config.time_limit, self.step, self.clock.elapsed())
+
+    # -- one step ------------------------------------------------------------------------------
+    def next_batch(self) -> Batch:
+        """A training batch on the device: ``(x, y, w)``.
+
+        Returns
+        -------
+        x : Tensor, float32, shape (N, C, in_size, in_size)
+            Augmented network inputs.
+        y : Tensor, int64, shape (N, out_size, out_size)
+            Class ids.
+        w : Tensor, float32, shape (N, out_size, out_size)
+            Pixel weights (0 = not annotated).
+        """
+        x, y, w = self.sampler.sample_tensors(self.rng, self.batch_size)
+        x, y, w = x.to(self.device), y.to(self.device), w.to(self.device)
+        b = self.model.border
+        if self.augmenter is not None:
+            return self.augmenter(x, y, w, in_size=self.in_size, border=b)
+        y = y.long()
+        if b:
+            y, w = y[:, b:-b, b:-b], w[:, b:-b, b:-b]
+        return x, y, w
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on ``batch`` (see :meth:`next_batch`) at the current learning rate.
+
+        Forward (under the run's autocast), the loss, backward (scaled), optimizer step. Counts
+        nothing and checks nothing: :meth:`advance` does. Returns ``{'loss': float}``.
+        """
+        x, y, w = batch
+        with self.precision.autocast():
+            logits = self.model(x)
+        loss = self.loss_fn(logits.float(), y, w)
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.precision.scaler
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer)
+        scaler.update()
+        return {"loss": float(loss.detach())}
+
+    def advance(self) -> dict[str, float]:
+        """Set the scheduled learning rate, train one step on a new batch, count it.
+
+        Returns
+        -------
+        dict
+            'loss' and 'lr' of the step.
+
+        Raises
+        ------
+        InputError
+            The loss became NaN or infinite (the run cannot continue).
+        RuntimeError
+            Out of memory (see :meth:`recover_from_oom`) or another torch error.
+        """
+        lr = learning_rate(self.config, self.step, self.clock.elapsed())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        numbers = self.train_step(self.next_batch())
+        self.step += 1
+        self.loss_value = numbers["loss"]
+        if not math.isfinite(self.loss_value):
+            raise InputError(
+                f"the training loss became {self.loss_value} at step {self.step}; lower the "
+                "learning rate (e.g. --lr 1e-4) or check the image for extreme values"
+            )
+        return {**numbers, "lr": lr}
+
+    # -- out of memory -------------------------------------------------------------------------
+    def recover_from_oom(self, exc: RuntimeError) -> Progress:
+        """After ``exc`` ended a step: halve the batch, or at batch size 1 shrink the tile.
+
+        Returns the 'warning' record to show; re-raises ``exc`` when it is no out-of-memory error.
+
+        Raises
+        ------
+        InputError
+            Out of memory even with one tile of the smallest size.
+        """
+        if not is_out_of_memory(exc):
+            raise exc
+        traceback.clear_frames(exc.__traceback__)  # free the failed step's tensors
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.batch_size > 1:
+            self.batch_size //= 2
+        else:
+            smaller = shrunk_tile(self.tile, self.model.size_multiple)
+            if smaller >= self.tile:
+                raise InputError(
+                    f"out of memory on {self.device} even with one {self.tile}-pixel tile per "
+                    "step; train a smaller model (fewer base channels) or use device 'cpu'"
+                ) from None
+            self._resize(smaller)
+        msg = (
+            f"out of memory on {self.device}: continuing with batch size {self.batch_size}, "
+            f"tile {self.tile} px"
+        )
+        log.warning(msg)
+        return Progress(
+            "warning",
+            self.step,
+            self.config.iterations,
+            msg,
+            metrics={"batch_size": self.batch_size, "tile_size": self.tile},
+        )
+
+    def _resize(self, tile: int) -> None:
+        """Use output tiles of edge ``tile``: the network's input/output sizes and the sampler's."""
+        model = self.model
+        in_size = (
+            model.valid_input_size(tile)
+            if model.border
+            else -(-tile // model.size_multiple) * model.size_multiple
+        )
+        self.tile, self.in_size, self.out_size = tile, in_size, model.output_size(in_size)
+        self.source = source_size(in_size, self.config.augmentation if self.augmenter else None)
+        if self.sampler is not None:
+            self.sampler.set_sizes(self.in_size, self.out_size, model.border, self.source)
+
+    # -- progress ------------------------------------------------------------------------------
+    def time_up(self, elapsed: float) -> bool:
+        """Whether the time limit is reached at ``elapsed`` clock seconds."""
+        return self.config.time_limit is not None and elapsed >= self.config.time_limit
+
+    def validate(self) -> dict[str, Any]:
+        """Score the held-out annotations; on a new best score save the best weights.
+
+        Returns
+        -------
+        dict
+            The 'val_*' metrics, 'best_step', and 'best_checkpoint' when the best file was
+            written now.
+        """
+        self.val_metrics = evaluate(
+            self.model,
+            self.val_slices,
+            self.loss_fn,
+            device=self.device,
+            semantic=self.config.semantic,
+        )
+        set_train_mode(self.model, self.frozen)
+        score = self.val_metrics["val_miou" if self.config.semantic else "val_foreground_iou"]
+        extra: dict[str, Any] = {}
+        if score > self.best_score:
+            self.best_score, self.best_step = score, self.step
+            if self.best_file is not None and self._save(self.best_file, "best") is not None:
+                extra["best_checkpoint"] = str(self.best_file)
+        return {**self.val_metrics, "best_step": self.best_step, **extra}
+
+    # -- state for resume ----------------------------------------------------------------------
+    def train_state(self) -> dict[str, Any]:
+        """What resuming needs: config, step, clock, optimizer, random states, geometry, data."""
+        state: dict[str, Any] = {
+            "config": config_to_json(self.config),
+            "step": self.step,
+            "elapsed": self.clock.elapsed(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng_numpy": json.dumps(self.rng.bit_generator.state),
+            "rng_torch": torch.get_rng_state(),
+            "best_score": self.best_score if math.isfinite(self.best_score) else -1.0,
+            "best_step": self.best_step,
+            "batch_size": self.batch_size,
+            "tile_size": self.tile,
+            "data": self.data_info,
+        }
+        if self.augmenter is not None:
+            state["rng_augment"] = self.augmenter.generator.get_state()
+        if self.precision.mixed:
+            state["scaler"] = self.precision.scaler.state_dict()
+        return state
+
+    def load_train_state(
+        self, state: dict[str, Any], last_metrics: dict[str, Any] | None = None
+    ) -> None:
+        """Continue from :meth:`train_state` of an interrupted run of the same config and data.
+
+        ``last_metrics`` (the checkpoint's ``meta['metrics']``) are reported until this run has
+        numbers of its own.
+        """
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.precision.mixed and "scaler" in state:
+            self.precision.scaler.load_state_dict(state["scaler"])
+        self.rng.bit_generator.state = json.loads(state["rng_numpy"])
+        torch.set_rng_state(state["rng_torch"])
+        if self.augmenter is not None and "rng_augment" in state:
+            self.augmenter.generator.set_state(state["rng_augment"])
+        self.step = int(state["step"])
+        self.best_score = float(state.get("best_score", -math.inf))
+        self.best_step = int(state.get("best_step", 0))
+        self.batch_size = int(state.get("batch_size", self.batch_size))
+        self._resize(int(state.get("tile_size", self.tile)))
+        elapsed = float(state["elapsed"])
+        self.clock = Clock(self.config.time_clock, elapsed)
+        self.pace = Pace(self.config.iterations, self.config.time_limit, self.step, elapsed)
+        last = last_metrics or {}
+        self.loss_value = float(last.get("loss", math.nan))
+        self.val_metrics = {k: v for k, v in last.items() if k.startswith("val_")}
+
+    def meta(self, kind: str) -> dict[str, Any]:
+        """Provenance written into checkpoints of ``kind`` 'last' or 'best'."""
+        return {
+            "kind": kind,
+            "iterations": self.step,
+            "best_step": self.best_step,
+            "train_config": config_to_dict(self.config),
+            "data": self.data_info,
+            "validation": [s.name for s in self.val_slices],
+            "metrics": self.metrics(),
+            "device": str(self.device),
+            "elapsed_s": round(self.clock.elapsed(), 2),
+            "clock": self.config.time_clock,
+            **self.provenance,
+            "torch_version": torch.__version__,
+            "napari_unet_version": __version__,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """The last training loss and validation metrics."""
+        return {"loss": self.loss_value, **self.val_metrics}
+
+    # -- saving --------------------------------------------------------------------------------
+    def save_last(self) -> Path | None:
+        """Write the last, resumable state to ``output``.
+
+        Returns the path, or None without output, without steps or with non-finite weights.
+        """
+        if self.output is None or self.step == 0:
+            return None
+        return self._save(self.output, "last")
+
+    def _save(self, path: Path, kind: str) -> Path | None:
+        if not all_finite(self.model):
+            log.error(
+                "not saving %s: the weights are not finite (NaN/inf); the file keeps what it held",
+                path,
+            )
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            meta = self.meta(kind)
+            state = self.train_state() if kind == "last" else None
+            return save_checkpoint(path, self.model, meta=meta, train_state=state)
+        finally:
+            if was_training:
+                set_train_mode(self.model, self.frozen)
+
+    def finish(self) -> Path | None:
+        """End a run worth keeping: :meth:`save_last`, then :meth:`release`."""
+        self.model.eval()
+        try:
+            return self.save_last()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Hand the model back in eval mode on the CPU (device memory freed)."""
+        self.model.eval()
+        self.model.cpu()
+
+    def result(self, stop_reason: StopReason, checkpoint: Path | None) -> TrainResult:
+        """The run's :class:`TrainResult` (after :meth:`finish`)."""
+        best = self.best_file
+        found = best if best is not None and best.exists() and self.best_step else None
+        return TrainResult(checkpoint, self.model, self.step, stop_reason, self.metrics(), found)
+
+
 def train(
     pairs: Sequence[TrainingPair],
     config: TrainConfig | None = None,
@@ -139,6 +485,7 @@ def train(
     init_from: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     val_pairs: Sequence[TrainingPair] | None = None,
+    stop: StopSignal | None = None,
 ) -> Generator[Progress, None, TrainResult]:
     """Train or fine-tune a network, yielding a :class:`Progress` record per step.
 
@@ -149,8 +496,8 @@ def train(
     config : TrainConfig, optional
         Options; 'auto' sizes are resolved for the device (:func:`resolve_train_config`).
     output : path, optional
-        Last-state checkpoint, written at the end, at each validation, and when the generator is
-        closed early; the best-validation weights go to :func:`best_path` ``(output)``.
+        Last-state checkpoint, written at each validation and when the run ends or the generator
+        is closed (not after a failure); the best-validation weights go to :func:`best_path`.
     init_from : path, optional
         Checkpoint to fine-tune (its model config replaces ``config.model``); a fresh optimizer
         and schedule, e.g. to continue with new annotations.
@@ -159,13 +506,16 @@ def train(
         saved training config is used, except ``device``). Pass the same ``pairs``.
     val_pairs : sequence of TrainingPair, optional
         Explicit validation images; otherwise ``config.val_fraction`` of the annotations.
+    stop : object with ``is_set()``, optional
+        E.g. a ``threading.Event`` or ``multiprocessing.Event``: once set, the run ends before
+        its next step, saves, and returns a result with ``stop_reason='user'``.
 
     Yields
     ------
     Progress
         stage 'train' per step (metrics 'loss', 'lr'), 'validate' after each validation
-        (metrics 'val_*', 'best_checkpoint'), 'warning' after an out-of-memory retry, and
-        'save' at the end (metrics 'checkpoint', 'best_checkpoint').
+        (metrics 'val_*', 'best_step', 'best_checkpoint'), 'warning' after an out-of-memory
+        retry, and 'save' at the end (metrics 'checkpoint', 'best_checkpoint').
 
     Returns
     -------
@@ -175,264 +525,77 @@ def train(
     Raises
     ------
     InputError
-        Empty annotations, shape mismatches, impossible options.
+        Empty annotations, shape mismatches, impossible options, a non-finite loss.
     CheckpointError
         Unreadable ``init_from``/``resume`` checkpoints.
     """
-    config = config or TrainConfig()
-    state: dict[str, Any] | None = None
-    if resume is not None and init_from is not None:
-        raise InputError("give either resume (continue a run) or init_from (fine-tune), not both")
-    torch.manual_seed(config.seed)
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        if not ckpt.train_state or "config" not in ckpt.train_state:
-            raise CheckpointError(
-                f"{resume}: has no training state to resume (a best-model or exported checkpoint); "
-                "use init_from / --from to fine-tune it instead"
-            )
-        state = ckpt.train_state
-        saved = config_from_json(TrainConfig, state["config"])
-        config = replace(saved, device=config.device)
-        model = ckpt.model
-    elif init_from is not None:
-        ckpt = load_checkpoint(init_from)
-        model = ckpt.model
-        config = replace(config, model=ckpt.config)
-    else:
-        if config.semantic:
-            k = max(config.model.n_classes, infer_n_classes(list(pairs) + list(val_pairs or [])))
-            if k != config.model.n_classes:
-                config = replace(config, model=replace(config.model, n_classes=k, class_names=()))
-        model = build_model(config.model)
-    dev = resolve_device(config.device)
-    config = resolve_train_config(config, dev.type)
-    n_classes = config.model.n_classes
-    loss_fn = build_loss(config.loss, n_classes=n_classes)
-
-    slices = prepare_pairs(
-        pairs, config.model, config.weights, region_margin=config.region_margin, semantic=config.semantic
+    trainer = Trainer(
+        pairs, config, output=output, init_from=init_from, resume=resume, val_pairs=val_pairs
     )
-    if val_pairs:
-        val = prepare_pairs(
-            val_pairs, config.model, config.weights, region_margin=config.region_margin, semantic=config.semantic
-        )
-        train_slices = slices
-    else:
-        train_slices, val = split_validation(slices, config.val_fraction, config.seed)
-    data_info = [
-        {"name": p.name, "fingerprint": fingerprint(p.image, p.labels, p.mask), "shape": list(np.shape(p.image))}
-        for p in pairs
-    ]
-    if state is not None and [d["fingerprint"] for d in state.get("data", [])] != [d["fingerprint"] for d in data_info]:
-        log.warning("resuming with different training data than the interrupted run used")
-
-    model.to(dev)
-    frozen = _encoder(model) if config.freeze_encoder else None
-    if frozen is not None:
-        for p in frozen.parameters():
-            p.requires_grad_(False)
-    _set_train_mode(model, frozen)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=0.99)
-    else:
-        opt = torch.optim.Adam(params, lr=config.learning_rate)
-    use_amp = bool(config.amp) and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    rng = np.random.default_rng(config.seed)
-    augmenter = Augmenter(config.augmentation, seed=config.seed + 1) if config.augment else None
-    batch_size = int(config.batch_size)  # type: ignore[arg-type]
-    tile = int(config.tile_size)  # type: ignore[arg-type]
-    step, elapsed0, best_score, best_step = 0, 0.0, -math.inf, 0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        if use_amp and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        rng.bit_generator.state = json.loads(state["rng_numpy"])
-        torch.set_rng_state(state["rng_torch"])
-        if augmenter is not None and "rng_augment" in state:
-            augmenter.generator.set_state(state["rng_augment"])
-        step, elapsed0 = int(state["step"]), float(state["elapsed"])
-        best_score, best_step = float(state.get("best_score", -math.inf)), int(state.get("best_step", 0))
-        batch_size, tile = int(state.get("batch_size", batch_size)), int(state.get("tile_size", tile))
-
-    def geometry(t: int) -> tuple[int, int, int]:
-        in_size = model.valid_input_size(t) if model.border else -(-t // model.size_multiple) * model.size_multiple
-        out_size = model.output_size(in_size)
-        src = source_size(in_size, config.augmentation if augmenter else None)
-        return in_size, out_size, src
-
-    in_size, out_size, src = geometry(tile)
-    # on accelerators the slices stay on the device (no host copies per step); on the CPU the
-    # windows are cut with numpy (no padded copies of every slice in memory)
-    sampler = TileSampler(train_slices, in_size, out_size, model.border, src, device=None if dev.type == "cpu" else dev)
-    border = model.border
-    best_file = best_path(output) if output is not None and val else None
-    clock = _Clock(config.time_clock, elapsed0)
-    wall0, step0 = time.perf_counter(), step
-    loss_value, val_metrics = float("nan"), {}
-    if state is not None:  # a resumed run reports the interrupted run's last numbers until it has its own
-        last = ckpt.meta.get("metrics", {})
-        loss_value = float(last.get("loss", math.nan))
-        val_metrics = {k: v for k, v in last.items() if k.startswith("val_")}
-    saved: Path | None = None
-    completed = False
-
-    def train_state() -> dict[str, Any]:
-        ts: dict[str, Any] = {
-            "config": config_to_json(config),
-            "step": step,
-            "elapsed": clock.elapsed(),
-            "optimizer": opt.state_dict(),
-            "rng_numpy": json.dumps(rng.bit_generator.state),
-            "rng_torch": torch.get_rng_state(),
-            "best_score": best_score if math.isfinite(best_score) else -1.0,
-            "best_step": best_step,
-            "batch_size": batch_size,
-            "tile_size": tile,
-            "data": data_info,
-        }
-        if augmenter is not None:
-            ts["rng_augment"] = augmenter.generator.get_state()
-        if use_amp:
-            ts["scaler"] = scaler.state_dict()
-        return ts
-
-    def meta(kind: str) -> dict[str, Any]:
-        return {
-            "kind": kind,
-            "iterations": step,
-            "best_step": best_step,
-            "train_config": config_to_dict(config),
-            "data": data_info,
-            "validation": [s.name for s in val],
-            "metrics": {"loss": loss_value, **val_metrics},
-            "device": str(dev),
-            "elapsed_s": round(clock.elapsed(), 2),
-            "clock": config.time_clock,
-            "init_from": str(init_from) if init_from else None,
-            "resumed_from": str(resume) if resume else None,
-            "torch_version": torch.__version__,
-            "napari_unet_version": __version__,
-        }
-
-    def save_last() -> Path | None:
-        if output is None or step == 0:
-            return None
-        was_training = model.training
-        model.eval()
-        try:
-            return save_checkpoint(output, model, meta=meta("last"), train_state=train_state())
-        finally:
-            if was_training:
-                _set_train_mode(model, frozen)
-
-    total = config.iterations
     try:
-        while step < total:
-            lr = learning_rate(config, step, clock.elapsed())
-            for group in opt.param_groups:
-                group["lr"] = lr
-            try:
-                x, y, w = sampler.sample_tensors(rng, batch_size)
-                x, y, w = x.to(dev), y.to(dev), w.to(dev)
-                if augmenter is not None:
-                    x, y, w = augmenter(x, y, w, in_size=in_size, border=border)
-                else:
-                    y = y.long()
-                    if border:
-                        y = y[:, border:-border, border:-border]
-                        w = w[:, border:-border, border:-border]
-                autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-                with autocast:
-                    logits = model(x)
-                loss = loss_fn(logits.float(), y, w)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            except RuntimeError as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                opt.zero_grad(set_to_none=True)
-                x = y = w = logits = loss = None  # free the failed step's tensors
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                if batch_size > 1:
-                    batch_size //= 2
-                else:
-                    smaller = max(16, (tile * 3 // 4) // model.size_multiple * model.size_multiple)
-                    if smaller >= tile:
-                        raise InputError(
-                            f"out of memory on {dev} even with one {tile}-pixel tile per step; train a "
-                            "smaller model (fewer base channels) or use device 'cpu'"
-                        ) from None
-                    tile = smaller
-                    in_size, out_size, src = geometry(tile)
-                    sampler.set_sizes(in_size, out_size, border, src)
-                msg = f"out of memory on {dev}: continuing with batch size {batch_size}, tile {tile} px"
-                log.warning(msg)
-                yield Progress("warning", step, total, msg, metrics={"batch_size": batch_size, "tile_size": tile})
-                continue
-            step += 1
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise InputError(
-                    f"the training loss became {loss_value} at step {step}; lower the learning rate "
-                    "(e.g. --lr 1e-4) or check the image for extreme values"
-                )
-            elapsed = clock.elapsed()
-            rate = (time.perf_counter() - wall0) / max(1, step - step0)
-            eta = rate * (total - step)
-            shown = total  # planned steps; for a time budget, the steps it will allow
-            if config.time_limit is not None:
-                left = max(0.0, config.time_limit - elapsed)
-                budget_rate = (elapsed - elapsed0) / max(1, step - step0)
-                shown = min(total, step + int(left / max(budget_rate, 1e-9)))
-                eta = min(eta, left * rate / max(budget_rate, 1e-9))
-            time_up = config.time_limit is not None and elapsed >= config.time_limit
-            yield Progress(
-                "train", step, shown, f"step {step}/{shown} loss {loss_value:.4f}",
-                metrics={"loss": loss_value, "lr": lr}, eta=eta,
-            )
-            last = step >= total or time_up
-            if val and (step % config.val_every == 0 or last):
-                val_metrics = evaluate(model, val, loss_fn, device=dev, semantic=config.semantic)
-                _set_train_mode(model, frozen)
-                score = val_metrics["val_miou" if config.semantic else "val_foreground_iou"]
-                extra: dict[str, Any] = {}
-                if score > best_score:
-                    best_score, best_step = score, step
-                    if best_file is not None:
-                        model.eval()
-                        save_checkpoint(best_file, model, meta=meta("best"))
-                        _set_train_mode(model, frozen)
-                        extra["best_checkpoint"] = str(best_file)
-                if not last:
-                    save_last()  # a crash loses at most val_every steps
-                text = ", ".join(f"{k[4:]} {v:.3f}" for k, v in val_metrics.items())
-                yield Progress(
-                    "validate", step, shown, f"validation at step {step}: {text}",
-                    metrics={**val_metrics, "best_step": best_step, **extra}, eta=eta,
-                )
-            if time_up:
-                break
-        completed = True
-    finally:
-        # also runs when the consumer closes the generator (Stop): save a clean checkpoint
-        model.eval()
-        saved = save_last()
-        model.cpu()
-    stopped = step < total
-    metrics = {"loss": loss_value, **val_metrics}
-    best = best_file if best_file is not None and best_file.exists() and best_step else None
-    if completed:
+        reason = yield from _steps(trainer, stop)
+    except GeneratorExit:  # closed between two steps: the state is consistent, keep it
+        trainer.finish()
+        raise
+    except BaseException:  # a failed run never replaces the file at ``output``
+        trainer.release()
+        raise
+    result = trainer.result(reason, trainer.finish())
+    yield _saved(result)
+    return result
+
+
+def _saved(result: TrainResult) -> Progress:
+    """The last record of a run: what it saved."""
+    saved, best = result.checkpoint, result.best_checkpoint
+    return Progress(
+        "save",
+        result.steps,
+        result.steps,
+        f"saved {saved}" if saved else "done",
+        metrics={
+            "checkpoint": str(saved) if saved else None,
+            "best_checkpoint": str(best) if best else None,
+        },
+    )
+
+
+def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, None, StopReason]:
+    """The loop of :func:`train`: step, report, validate, until done, out of time or stopped."""
+    config, total = trainer.config, trainer.config.iterations
+    while trainer.step < total:
+        if stop is not None and stop.is_set():
+            return "user"
+        try:
+            numbers = trainer.advance()
+        except RuntimeError as exc:
+            yield trainer.recover_from_oom(exc)  # re-raises anything but out-of-memory
+            continue
+        elapsed = trainer.clock.elapsed()
+        shown, eta = trainer.pace.estimate(trainer.step, elapsed)
+        time_up = trainer.time_up(elapsed)
         yield Progress(
-            "save", step, step, f"saved {saved}" if saved else "done",
-            metrics={"checkpoint": str(saved) if saved else None, "best_checkpoint": str(best) if best else None},
+            "train",
+            trainer.step,
+            shown,
+            f"step {trainer.step}/{shown} loss {trainer.loss_value:.4f}",
+            metrics=numbers,
+            eta=eta,
         )
-    return TrainResult(saved, model, step, stopped, metrics, best)
+        last = trainer.step >= total or time_up
+        if trainer.val_slices and (trainer.step % config.val_every == 0 or last):
+            metrics = trainer.validate()
+            if not last:
+                trainer.save_last()  # a crash loses at most val_every steps
+            text = ", ".join(f"{k[4:]} {v:.3f}" for k, v in trainer.val_metrics.items())
+            yield Progress(
+                "validate",
+                trainer.step,
+                shown,
+                f"validation at step {trainer.step}: {text}",
+                metrics=metrics,
+                eta=eta,
+            )
+        if time_up:
+            break
+    return "completed" if trainer.step >= total else "time_limit"

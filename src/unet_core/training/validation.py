@@ -6,13 +6,15 @@ context, and scored inside the region only:
 
 * ``val_loss``: the training loss on the predicted probabilities with the training weights;
 * ``val_foreground_iou``, ``val_dice`` (foreground Dice) and ``val_pixel_error``: foreground
-  (any class > 0) vs background, from the confusion matrix of
-  :func:`unet_core.training.metrics.segmentation_metrics` pooled over all validation samples;
+  (any class > 0) vs background, from the confusion matrices of
+  :func:`unet_core.metrics.segmentation_metrics` pooled over all validation samples and scored by
+  :func:`unet_core.metrics.confusion_scores` (an empty region scores 1: nothing to find, nothing
+  found);
 * ``val_boundary_f1``: boundary F1 (2-pixel tolerance), averaged over samples by pixel count;
 * ``val_miou``: mean IoU over classes (semantic mode);
 * ``val_ap50``: instance AP at IoU 0.5 (binary mode): predicted instances from
   :func:`unet_core.postprocess.probabilities_to_instances`, one-to-one matching at IoU > 0.5
-  (:func:`unet_core.training.metrics.match_instances`), ``AP = TP / (TP + FP + FN)`` with the
+  (:func:`unet_core.metrics.match_instances`), ``AP = TP / (TP + FP + FN)`` with the
   counts pooled over all validation samples.
 """
 
@@ -24,11 +26,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..metrics import confusion_scores, match_instances, segmentation_metrics
 from ..models import SegmentationNet
 from ..postprocess import probabilities_to_instances
 from ..tiling import predict_tiled
 from .data import PreparedSlice
-from .metrics import match_instances, segmentation_metrics
 
 
 def _bbox(region: np.ndarray) -> tuple[int, int, int, int]:
@@ -103,19 +105,21 @@ def evaluate(
                 tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
     finally:
         model.train(was_training)
-    fg_tp, fg_fp, fg_fn = int(conf[1:, 1:].sum()), int(conf[0, 1:].sum()), int(conf[1:, 0].sum())
-    n = int(conf.sum())
+    scores = confusion_scores(conf)
     out = {
         "val_loss": loss_sum / weight_sum if weight_sum else math.nan,
-        "val_foreground_iou": fg_tp / (fg_tp + fg_fp + fg_fn) if fg_tp + fg_fp + fg_fn else 1.0,
-        "val_dice": 2 * fg_tp / (2 * fg_tp + fg_fp + fg_fn) if fg_tp + fg_fp + fg_fn else 1.0,
-        "val_pixel_error": 1.0 - float(np.trace(conf)) / n if n else math.nan,
+        "val_foreground_iou": _nan_to_one(scores["foreground_iou"]),
+        "val_dice": _nan_to_one(scores["foreground_dice"]),
+        "val_pixel_error": scores["pixel_error"],
         "val_boundary_f1": bf1_sum / bf1_n if bf1_n else math.nan,
     }
     if semantic:
-        union = conf.sum(0) + conf.sum(1) - np.diag(conf)
-        present = union > 0
-        out["val_miou"] = float((np.diag(conf)[present] / union[present]).mean()) if present.any() else 1.0
+        out["val_miou"] = _nan_to_one(scores["miou"])
     else:
         out["val_ap50"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
     return out
+
+
+def _nan_to_one(score: float) -> float:
+    """An undefined score (no such pixels in prediction and truth) counts as perfect."""
+    return 1.0 if math.isnan(score) else score

@@ -16,21 +16,24 @@ from scipy import ndimage, sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csgraph
 
-from ..errors import InputError
+from .errors import InputError
 
 
 # --------------------------------------------------------------------------------------------
 # semantic metrics
 # --------------------------------------------------------------------------------------------
-def _as_int_array(a: Any, name: str) -> np.ndarray:
+def _as_int_array(
+    a: Any,
+    name: str,
+    expected: str = "hold integer ids",
+    hint: str = "; for probabilities take argmax over the class axis (or threshold) first",
+) -> np.ndarray:
+    """``a`` as an integer array (bool becomes uint8); InputError ``name must EXPECTED`` otherwise."""
     a = np.asarray(a)
     if a.dtype == bool:
         return a.astype(np.uint8)
     if not np.issubdtype(a.dtype, np.integer):
-        raise InputError(
-            f"{name} must hold integer ids, got dtype {a.dtype}; for probabilities take "
-            "argmax over the class axis (or threshold) first"
-        )
+        raise InputError(f"{name} must {expected}, got dtype {a.dtype}{hint}")
     return a
 
 
@@ -191,26 +194,7 @@ def segmentation_metrics(
         if valid.shape != pred.shape:
             raise InputError(f"mask shape {valid.shape} differs from pred/target shape {pred.shape}")
         valid = valid.astype(bool, copy=False)
-    p, t = pred[valid], target[valid]
-    for name, a in (("pred", p), ("target", t)):
-        if a.size and (int(a.min()) < 0 or int(a.max()) >= k):
-            raise InputError(
-                f"{name} holds ids outside [0, {k}) (min {int(a.min())}, max {int(a.max())}); "
-                "check n_classes or convert instance labels with (labels > 0)"
-            )
-    conf = np.bincount(
-        t.astype(np.int64) * k + p.astype(np.int64), minlength=k * k
-    ).reshape(k, k)
-    tp = np.diag(conf)
-    fp = conf.sum(axis=0) - tp
-    fn = conf.sum(axis=1) - tp
-    iou = [_ratio(tp[c], tp[c] + fp[c] + fn[c]) for c in range(k)]
-    dice = [_ratio(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]) for c in range(k)]
-    fg_tp = int(conf[1:, 1:].sum())
-    fg_fp = int(conf[0, 1:].sum())
-    fg_fn = int(conf[1:, 0].sum())
-    n = int(conf.sum())
-    accuracy = _ratio(int(tp.sum()), n)
+    scores = confusion_scores(confusion_matrix(pred[valid], target[valid], n_classes=k))
     bf1 = [math.nan] * k
     for c in range(1, k):
         hit_p, n_pb, hit_t, n_tb = boundary_f1_counts(
@@ -221,6 +205,65 @@ def segmentation_metrics(
         precision = _ratio(hit_p, n_pb) if n_pb else 0.0
         recall = _ratio(hit_t, n_tb) if n_tb else 0.0
         bf1[c] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {**scores, "boundary_f1": _nanmean(bf1[1:]), "boundary_f1_per_class": bf1}
+
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, *, n_classes: int) -> np.ndarray:
+    """Confusion matrix of class-id maps.
+
+    Parameters
+    ----------
+    pred, target : ndarray of int, same shape (any)
+        Predicted and true class ids in ``[0, n_classes)``.
+    n_classes : int
+        Number of classes ``K``.
+
+    Returns
+    -------
+    ndarray of int64, shape (K, K)
+        Pixel counts, rows = true class, columns = predicted.
+
+    Raises
+    ------
+    InputError
+        Ids outside ``[0, n_classes)``.
+    """
+    k = int(n_classes)
+    for name, a in (("pred", pred), ("target", target)):
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= k):
+            raise InputError(
+                f"{name} holds ids outside [0, {k}) (min {int(a.min())}, max {int(a.max())}); "
+                "check n_classes or convert instance labels with (labels > 0)"
+            )
+    codes = target.astype(np.int64).reshape(-1) * k + pred.astype(np.int64).reshape(-1)
+    return np.bincount(codes, minlength=k * k).reshape(k, k)
+
+
+def confusion_scores(conf: np.ndarray) -> dict[str, Any]:
+    """Pixel scores from a (pooled) confusion matrix, NaN where a score is undefined.
+
+    Parameters
+    ----------
+    conf : ndarray of int, shape (K, K)
+        Rows = true class, columns = predicted (:func:`confusion_matrix`); the counts of several
+        images may be summed first.
+
+    Returns
+    -------
+    dict
+        ``'iou'``, ``'miou'``, ``'foreground_iou'``, ``'dice'``, ``'dice_per_class'``,
+        ``'foreground_dice'``, ``'pixel_accuracy'``, ``'pixel_error'``, ``'n_pixels'`` and
+        ``'confusion'`` (``conf`` itself), as described in :func:`segmentation_metrics`.
+    """
+    k = conf.shape[0]
+    tp = np.diag(conf)
+    fp = conf.sum(axis=0) - tp
+    fn = conf.sum(axis=1) - tp
+    iou = [_ratio(tp[c], tp[c] + fp[c] + fn[c]) for c in range(k)]
+    dice = [_ratio(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]) for c in range(k)]
+    fg_tp, fg_fp, fg_fn = int(conf[1:, 1:].sum()), int(conf[0, 1:].sum()), int(conf[1:, 0].sum())
+    n = int(conf.sum())
+    accuracy = _ratio(int(tp.sum()), n)
     return {
         "iou": iou,
         "miou": _nanmean(iou),
@@ -230,8 +273,6 @@ def segmentation_metrics(
         "foreground_dice": _ratio(2 * fg_tp, 2 * fg_tp + fg_fp + fg_fn),
         "pixel_accuracy": accuracy,
         "pixel_error": 1.0 - accuracy if not math.isnan(accuracy) else math.nan,
-        "boundary_f1": _nanmean(bf1[1:]),
-        "boundary_f1_per_class": bf1,
         "n_pixels": n,
         "confusion": conf,
     }
@@ -320,13 +361,7 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_labels(a: Any, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise InputError(
-            f"{name} must be an integer label image (0 = background), got dtype {a.dtype}"
-        )
+    a = _as_int_array(a, name, "be an integer label image (0 = background)", "")
     if a.size and np.issubdtype(a.dtype, np.signedinteger) and int(a.min()) < 0:
         raise InputError(f"{name} holds negative ids; labels must be >= 0 (0 = background)")
     if a.dtype == np.uint64:
