@@ -13,7 +13,7 @@ context, and scored inside the region only:
 * ``val_boundary_f1``: boundary F1 (2-pixel tolerance), averaged over samples by pixel count;
 * ``val_miou``: mean IoU over classes (semantic mode);
 * ``val_ap50``: instance AP at IoU 0.5 (binary mode): predicted instances from
-  :func:`unet_core.postprocess.probabilities_to_instances`, one-to-one matching at IoU > 0.5
+  :func:`unet_core.pipeline.segment_probabilities`, one-to-one matching at IoU > 0.5
   (:func:`unet_core.metrics.match_instances`), ``AP = TP / (TP + FP + FN)`` with the
   counts pooled over all validation samples.
 """
@@ -28,7 +28,7 @@ import torch
 
 from ..metrics import confusion_scores, match_instances, segmentation_metrics
 from ..models import SegmentationNet
-from ..postprocess import probabilities_to_instances
+from ..pipeline import segment_probabilities
 from ..tiling import predict_tiled
 from .data import PreparedSlice
 
@@ -99,7 +99,7 @@ def evaluate(
                 bf1_sum += m["boundary_f1"] * m["n_pixels"]
                 bf1_n += m["n_pixels"]
             if not semantic and sl.instances is not None:
-                inst = probabilities_to_instances(probs)
+                inst = segment_probabilities(probs).labels
                 inst[~region] = 0
                 match = match_instances(inst, np.where(region, sl.instances[box], 0), 0.5)
                 tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
