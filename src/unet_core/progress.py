@@ -1,7 +1,8 @@
 """Small frozen progress records yielded by the engine's long-running generators.
 
-The CLI drains them into a progress bar, the GUI into a progress bar and plots; both stop a job
-by closing the generator (or calling ``.close()``) between steps.
+The CLI drains them into a progress bar, the GUI into a progress bar and plots. A job stops
+between steps when its ``stop`` event is set (the trainer then returns its result) or when the
+generator is closed.
 """
 
 from __future__ import annotations

@@ -86,6 +86,10 @@ class SegmentationNet(nn.Module):
             return f"the smallest valid size is {hi}"
         return f"nearest valid sizes: {lo} and {hi}"
 
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`InputError` naming the nearest valid sizes for a wrong input shape.
 
@@ -107,3 +111,31 @@ class SegmentationNet(nn.Module):
                     f"input size {int(n)} is not valid for this {self.config.padding!r} network; "
                     f"{self.nearest_valid_message(int(n))} (see valid_input_size())"
                 )
+
+
+class PaddedNet(SegmentationNet):
+    """A padded network (FCN, DeepLabv3+): the output is as large as the input, for any input size.
+
+    Inputs whose size is not a multiple of ``size_multiple`` are padded inside :meth:`forward`
+    (see :meth:`pad_to_multiple`) and the logits cropped back.
+    """
+
+    border = 0
+
+    def output_size(self, n: int) -> int:
+        """Output length for input length ``n`` (equal: the net is padded)."""
+        if n < 1:
+            raise InputError(f"input size must be >= 1, got {n}")
+        return n
+
+    def pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` reflected (replicated when too small) at the end of each spatial axis up to a
+        multiple of ``size_multiple``; unchanged when it is one already."""
+        m = self.size_multiple
+        spatial = x.shape[2:]
+        pads = [(-n) % m for n in spatial]
+        if not any(pads):
+            return x
+        mode = "reflect" if all(p < n for p, n in zip(pads, spatial)) else "replicate"
+        flat = [v for p in reversed(pads) for v in (0, p)]  # F.pad order: last axis first
+        return torch.nn.functional.pad(x, flat, mode=mode)

@@ -46,7 +46,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import InputError
-from .base import SegmentationNet
+from .base import PaddedNet
 
 #: channels at width 1.0
 STEM_CHANNELS = (32, 64)
@@ -159,7 +159,7 @@ class ASPP(nn.Module):
         return self.project(torch.cat(feats, dim=1))
 
 
-class DeepLabV3Plus(SegmentationNet):
+class DeepLabV3Plus(PaddedNet):
     """DeepLabv3+ with a ResNet-18-style atrous encoder, ASPP and the low-level-feature decoder.
 
     Parameters
@@ -212,21 +212,11 @@ class DeepLabV3Plus(SegmentationNet):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def output_size(self, n: int) -> int:
-        """Output edge for input edge ``n`` (equal: the net is padded)."""
-        if n < 1:
-            raise InputError(f"input size must be >= 1, got {n}")
-        return n
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, n_classes, H, W)`` for input ``(N, in_channels, H, W)``."""
         self.check_input(x)
         h, w = x.shape[-2:]
-        m = self.size_multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = self.pad_to_multiple(x)
         size = x.shape[-2:]
         low, high = self.backbone(x)
         y = self.aspp(high)
@@ -234,7 +224,3 @@ class DeepLabV3Plus(SegmentationNet):
         y = self.decoder(torch.cat([y, self.reduce_low(low)], dim=1))
         y = F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
         return y[..., :h, :w]
-
-    def n_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

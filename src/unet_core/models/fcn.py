@@ -53,7 +53,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import CheckpointError, InputError
-from .base import SegmentationNet
+from .base import PaddedNet
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _crop(x: torch.Tensor, offset: int, size: tuple[int, int]) -> torch.Tensor:
     return x[..., offset : offset + size[0], offset : offset + size[1]]
 
 
-class FCN(SegmentationNet):
+class FCN(PaddedNet):
     """FCN-32s / FCN-16s / FCN-8s with a VGG16 backbone (``config.arch`` picks the variant).
 
     Parameters
@@ -202,19 +202,12 @@ class FCN(SegmentationNet):
                 with torch.no_grad():
                     getattr(self, name).weight.copy_(_bilinear_weight(k, 4))
 
-    # ---------------------------------------------------------------- geometry
-    def output_size(self, n: int) -> int:
-        """Output edge for input edge ``n`` (equal: the net is padded)."""
-        if n < 1:
-            raise InputError(f"input size must be >= 1, got {n}")
-        return n
-
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, n_classes, H, W)`` for input ``(N, in_channels, H, W)``."""
         self.check_input(x)
         h, w = x.shape[-2:]
-        x = _pad_to_multiple(x, self.size_multiple)
+        x = self.pad_to_multiple(x)
         pool3, pool4, pool5 = self.backbone(x)
         score = self.score_fr(self.fc7(self.fc6(pool5)))
         if self.stride <= 16:
@@ -224,20 +217,6 @@ class FCN(SegmentationNet):
         s = self.stride
         up = F.conv_transpose2d(score, self.upscore_final.to(score.dtype), stride=s, groups=score.shape[1])
         return _crop(up, s // 2, (h, w))
-
-    def n_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-
-def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
-    """Reflect (replicate when too small) ``x`` at the bottom/right up to a multiple of ``m``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if not (ph or pw):
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 # ------------------------------------------------------------------------------------------

@@ -227,8 +227,4 @@ class UNet(SegmentationNet):
             x = x[..., : pad[0], : pad[1]]
         return x
 
-    def n_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
 

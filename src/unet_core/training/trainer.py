@@ -481,11 +481,8 @@ def train(
     pairs: Sequence[TrainingPair],
     config: TrainConfig | None = None,
     *,
-    output: str | os.PathLike | None = None,
-    init_from: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    val_pairs: Sequence[TrainingPair] | None = None,
     stop: StopSignal | None = None,
+    **sources: Any,
 ) -> Generator[Progress, None, TrainResult]:
     """Train or fine-tune a network, yielding a :class:`Progress` record per step.
 
@@ -495,6 +492,9 @@ def train(
         Annotated images (2D or stacks, any size, single or multichannel).
     config : TrainConfig, optional
         Options; 'auto' sizes are resolved for the device (:func:`resolve_train_config`).
+    **sources
+        Keyword-only, passed to :class:`Trainer`:
+
     output : path, optional
         Last-state checkpoint, written at each validation and when the run ends or the generator
         is closed (not after a failure); the best-validation weights go to :func:`best_path`.
@@ -529,9 +529,7 @@ def train(
     CheckpointError
         Unreadable ``init_from``/``resume`` checkpoints.
     """
-    trainer = Trainer(
-        pairs, config, output=output, init_from=init_from, resume=resume, val_pairs=val_pairs
-    )
+    trainer = Trainer(pairs, config, **sources)
     try:
         reason = yield from _steps(trainer, stop)
     except GeneratorExit:  # closed between two steps: the state is consistent, keep it
