@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,23 @@ from typing import Any, TypeVar
 from .errors import InputError
 
 T = TypeVar("T")
+
+#: largest U-Net depth accepted (2**8 = 256-fold downsampling; the paper uses 4)
+MAX_DEPTH = 8
+#: largest random seed accepted (numpy and torch both take it)
+MAX_SEED = 2**32 - 1
+#: smallest border-term width accepted, in pixels (below it the border term vanishes everywhere)
+MIN_SIGMA = 0.01
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, *, integer: bool = False, text: str = "") -> None:
+    """Raise :class:`InputError` unless ``lo <= value <= hi`` (finite; an integer if ``integer``)."""
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        hi_text = "" if math.isinf(hi) else f" to {hi:g}"
+        allowed = text or (f"from {lo:g}{hi_text}" if hi_text else f">= {lo:g}")
+        raise InputError(f"{name} must be {kind} {allowed}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -124,21 +143,19 @@ class ModelConfig:
             )
         if self.output_stride not in (8, 16):
             raise InputError(f"output_stride must be 8 or 16, got {self.output_stride!r}")
-        if self.in_channels < 1:
-            raise InputError(f"in_channels must be >= 1, got {self.in_channels}")
+        _check_range("in_channels", self.in_channels, 1, 4096, integer=True)
         if self.n_classes < 2:
             raise InputError(
                 f"n_classes must be >= 2 (background + at least one class), got {self.n_classes}"
             )
-        if self.depth < 0:
-            raise InputError(f"depth must be >= 0, got {self.depth}")
-        if self.base_channels < 1:
-            raise InputError(f"base_channels must be >= 1, got {self.base_channels}")
+        _check_range("n_classes", self.n_classes, 2, 65535, integer=True)
+        _check_range("depth", self.depth, 0, MAX_DEPTH, integer=True)
+        _check_range("base_channels", self.base_channels, 1, 4096, integer=True)
         if self.padding not in ("valid", "same"):
             raise InputError(f"padding must be 'valid' or 'same', got {self.padding!r}")
         if self.up_mode not in ("transpose", "bilinear"):
             raise InputError(f"up_mode must be 'transpose' or 'bilinear', got {self.up_mode!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if len(self.class_names) != self.n_classes:
             names = ("background", "foreground") if self.n_classes == 2 else tuple(
@@ -167,6 +184,11 @@ class WeightMapConfig:
     sigma: float = 5.0
     class_balance: bool = True
     separate_touching: bool = True
+
+    def __post_init__(self) -> None:
+        _check_range("w0", self.w0, 0.0, math.inf)
+        _check_range("sigma", self.sigma, MIN_SIGMA, math.inf, text=f">= {MIN_SIGMA:g} pixels (paper: 5)")
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,30 +410,33 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise InputError(f"iterations must be >= 1, got {self.iterations}")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise InputError(f"time_limit must be positive seconds, got {self.time_limit}")
+        _check_range("iterations", self.iterations, 1, 10**9, integer=True)
+        if self.time_limit is not None and not (
+            isinstance(self.time_limit, numbers.Real) and math.isfinite(self.time_limit) and self.time_limit > 0
+        ):
+            raise InputError(f"time_limit must be a positive, finite number of seconds, got {self.time_limit}")
         if self.time_clock not in ("wall", "process"):
             raise InputError(f"time_clock must be 'wall' or 'process', got {self.time_clock!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.tile_size is not None and self.tile_size < 8:
-            raise InputError(f"tile_size must be >= 8 pixels, got {self.tile_size}")
-        if self.learning_rate <= 0:
-            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.tile_size is not None:
+            _check_range("tile_size", self.tile_size, 8, 8192, integer=True, text="from 8 to 8192 pixels")
+        if not (isinstance(self.learning_rate, numbers.Real) and math.isfinite(self.learning_rate)
+                and 0 < self.learning_rate <= 1):
+            raise InputError(f"learning_rate must be a number in (0, 1], e.g. 1e-3, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd"):
             raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "constant"):
             raise InputError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.warmup < 0:
             raise InputError(f"warmup must be >= 0 steps, got {self.warmup}")
-        if not 0.0 <= self.val_fraction < 1.0:
+        if not (isinstance(self.val_fraction, numbers.Real) and 0.0 <= self.val_fraction < 1.0):
             raise InputError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_every < 1:
             raise InputError(f"val_every must be >= 1, got {self.val_every}")
         if self.region_margin < 0:
             raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
+        _check_range("seed", self.seed, 0, MAX_SEED, integer=True)
 
 
 def resolve_train_config(config: TrainConfig, device_type: str) -> TrainConfig:
