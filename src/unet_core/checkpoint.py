@@ -34,6 +34,7 @@ import os
 import pickle
 import pickletools
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,15 +193,22 @@ def _sniff(path: Path) -> bytes:
     raise _not_a_checkpoint(path, f"unrecognised content, first bytes {head[:4]!r}")
 
 
-def _is_pickle(path: Path) -> bool:
-    """Whether the file parses as a pickle stream (parsed only, nothing is executed)."""
+def _pickle_global(path: Path) -> str | None:
+    """The first global (``module.name``) a pickle stream would import; '' for a pickle of plain
+    data; None when the file is not a pickle at all. The stream is only parsed, never executed."""
+    strings: list[str] = []
     try:
         with open(path, "rb") as fh:
-            for _ in pickletools.genops(fh):
-                pass
+            for op, arg, _pos in pickletools.genops(fh):
+                if op.name == "GLOBAL":
+                    return str(arg).replace(" ", ".")
+                if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    return f"{strings[-2]}.{strings[-1]}"
+                if isinstance(arg, str):
+                    strings.append(arg)
     except Exception:  # noqa: BLE001 - any parse failure: not a pickle
-        return False
-    return True
+        return None
+    return ""
 
 
 def _unpickling_detail(exc: BaseException) -> str:
@@ -218,16 +226,23 @@ def _read_payload(path: Path, device: str | torch.device) -> Any:
     a pickle with arbitrary objects (refused), a damaged file."""
     head = _sniff(path)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if not head.startswith(b"PK\x03\x04") and not _is_pickle(path):
-            raise _not_a_checkpoint(path, "unrecognised content") from None
+        detail = _unpickling_detail(exc)
+        if not head.startswith(b"PK\x03\x04"):
+            found = _pickle_global(path)
+            if not found:
+                what = "a pickle of plain Python data" if found == "" else "unrecognised content"
+                raise _not_a_checkpoint(path, what) from None
+            detail = f"it would import {found}"
         raise CheckpointError(
             f"{path}: refused to load - the file contains Python objects that only unsafe "
-            f"unpickling could restore ({_unpickling_detail(exc)}); only load checkpoints written by napari-unet"
+            f"unpickling could restore ({detail}); only load checkpoints written by napari-unet"
         ) from None
     except Exception as exc:  # noqa: BLE001 - zip/format errors, truncated files
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         raise CheckpointError(
             f"{path}: not a readable checkpoint, damaged or truncated ({type(exc).__name__}: {first}); "
             "use an intact copy or train again"

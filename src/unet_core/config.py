@@ -33,8 +33,9 @@ def _check_range(name: str, value: Any, lo: float, hi: float, *, integer: bool =
     ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
     if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
         kind = "an integer" if integer else "a number"
-        hi_text = "" if math.isinf(hi) else f" to {hi:g}"
-        allowed = text or (f"from {lo:g}{hi_text}" if hi_text else f">= {lo:g}")
+        fmt = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
+        hi_text = "" if math.isinf(hi) else f" to {fmt(hi)}"
+        allowed = text or (f"from {fmt(lo)}{hi_text}" if hi_text else f">= {fmt(lo)}")
         raise InputError(f"{name} must be {kind} {allowed}, got {value!r}")
 
 

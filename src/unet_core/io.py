@@ -218,8 +218,12 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
             ) from None
         except OSError as exc:
             raise write_error(lock, exc) from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            lock.unlink(missing_ok=True)
+            raise write_error(lock, exc) from None
         break
     try:
         yield lock
