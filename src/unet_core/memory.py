@@ -126,6 +126,7 @@ def training_memory(model_config, tile_size: int, batch_size: int) -> int:
         raise InputError(
             f"this network is too large to build ({exc}); choose a smaller depth, base channels or width"
         ) from None
+    net.eval()  # batch norm of one tile at a 1x1 map would refuse to run in training mode
     n_params = sum(p.numel() for p in net.parameters())
     m = net.size_multiple
     n_in = net.valid_input_size(tile_size) if net.border else -(-tile_size // m) * m
