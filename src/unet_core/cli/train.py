@@ -86,13 +86,6 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError("give one --mask per --image, or none")
     if args.init_from and args.resume:
         raise InputError("give either --from (fine-tune) or --resume (continue a run), not both")
-    if args.resume:
-        given = [flag for key, flag in _RESUME_FIXED.items() if getattr(args, key) is not None]
-        if given:
-            raise InputError(
-                f"--resume continues the saved run with its own settings, so {', '.join(given)} cannot "
-                "change it; leave them out, or fine-tune with --from CHECKPOINT to train with new ones"
-            )
 
 
 def _outputs(args: argparse.Namespace) -> list[Path]:
@@ -123,11 +116,24 @@ def _read_pairs(args: argparse.Namespace, work_bytes_per_pixel: float) -> tuple[
     return pairs, channels.pop()
 
 
-def _check_resume(path: str) -> None:
-    """Refuse a checkpoint whose training state cannot be resumed, before any training."""
+def _check_resume(args: argparse.Namespace) -> None:
+    """Refuse a checkpoint whose training state cannot be resumed, and options that would change
+    the saved run (the same values as saved are accepted), before any training."""
     from ..checkpoint import load_checkpoint, validate_train_state
+    from ..config import config_from_json
 
-    validate_train_state(load_checkpoint(path).train_state, path)
+    state = load_checkpoint(args.resume).train_state
+    validate_train_state(state, args.resume)
+    saved = config_from_json(TrainConfig, state["config"])
+    saved_values = {"iterations": saved.iterations, "lr": saved.learning_rate, "time_limit": saved.time_limit,
+                    "batch_size": state.get("batch_size"), "tile_size": state.get("tile_size")}
+    given = [f"{flag} (saved: {saved_values[key]})" for key, flag in _RESUME_FIXED.items()
+             if getattr(args, key) is not None and getattr(args, key) != saved_values[key]]
+    if given:
+        raise InputError(
+            f"--resume continues the saved run with its own settings, so {', '.join(given)} cannot "
+            "change it; leave them out, or fine-tune with --from CHECKPOINT to train with new ones"
+        )
 
 
 def _check_model_memory(model, args: argparse.Namespace) -> None:
@@ -172,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     )  # the options' ranges are checked here, before any file is read
     out = _outputs(args)[0]
     if args.resume:
-        _check_resume(args.resume)
+        _check_resume(args)
     pairs, in_ch = _read_pairs(args, TRAIN_BYTES_PER_PIXEL)
     model = replace(
         _M, arch=args.arch, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels,

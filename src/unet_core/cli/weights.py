@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if channel_axis is not None:
         raise InputError(
             f"{args.labels}: labels have a channel axis (axes {meta.axes}, shape {labels.shape}); give a "
-            "single-channel label image (split the channels first)"
+            "single-channel label image (split channels first)"
         )
     if labels.ndim not in (2, 3):
         raise InputError(
