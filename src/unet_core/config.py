@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
 import re
 import types
 import typing
@@ -21,6 +22,24 @@ from typing import Any, Literal, TypeVar
 from .errors import InputError
 
 T = TypeVar("T")
+
+#: largest U-Net depth accepted (2**8 = 256-fold downsampling; the paper uses 4)
+MAX_DEPTH = 8
+#: largest random seed accepted (numpy and torch both take it)
+MAX_SEED = 2**32 - 1
+#: smallest border-term width accepted, in pixels (below it the border term vanishes everywhere)
+MIN_SIGMA = 0.01
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, *, integer: bool = False, text: str = "") -> None:
+    """Raise :class:`InputError` unless ``lo <= value <= hi`` (finite; an integer if ``integer``)."""
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        fmt = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
+        hi_text = "" if math.isinf(hi) else f" to {fmt(hi)}"
+        allowed = text or (f"from {fmt(lo)}{hi_text}" if hi_text else f">= {fmt(lo)}")
+        raise InputError(f"{name} must be {kind} {allowed}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,17 +251,15 @@ class ModelConfig:
                 f"width must be a channel multiplier in (0, 4], e.g. 1.0 (published) or 0.25 (CPU); "
                 f"got {self.width!r}"
             )
-        if self.in_channels < 1:
-            raise InputError(f"in_channels must be >= 1, got {self.in_channels}")
+        _check_range("in_channels", self.in_channels, 1, 4096, integer=True)
         if self.n_classes < 2:
             raise InputError(
                 f"n_classes must be >= 2 (background + at least one class), got {self.n_classes}"
             )
-        if self.depth < 0:
-            raise InputError(f"depth must be >= 0, got {self.depth}")
-        if self.base_channels < 1:
-            raise InputError(f"base_channels must be >= 1, got {self.base_channels}")
-        if not 0.0 <= self.dropout < 1.0:
+        _check_range("n_classes", self.n_classes, 2, 65535, integer=True)
+        _check_range("depth", self.depth, 0, MAX_DEPTH, integer=True)
+        _check_range("base_channels", self.base_channels, 1, 4096, integer=True)
+        if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if len(self.class_names) != self.n_classes:
             names = ("background", "foreground") if self.n_classes == 2 else tuple(
@@ -271,6 +288,11 @@ class WeightMapConfig:
     sigma: float = 5.0
     class_balance: bool = True
     separate_touching: bool = True
+
+    def __post_init__(self) -> None:
+        _check_range("w0", self.w0, 0.0, math.inf)
+        _check_range("sigma", self.sigma, MIN_SIGMA, math.inf, text=f">= {MIN_SIGMA:g} pixels (paper: 5)")
+
 
 
 @dataclass(frozen=True)
@@ -525,24 +547,27 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.iterations < 1:
-            raise InputError(f"iterations must be >= 1, got {self.iterations}")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise InputError(f"time_limit must be positive seconds, got {self.time_limit}")
+        _check_range("iterations", self.iterations, 1, 10**9, integer=True)
+        if self.time_limit is not None and not (
+            isinstance(self.time_limit, numbers.Real) and math.isfinite(self.time_limit) and self.time_limit > 0
+        ):
+            raise InputError(f"time_limit must be a positive, finite number of seconds, got {self.time_limit}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.tile_size is not None and self.tile_size < 8:
-            raise InputError(f"tile_size must be >= 8 pixels, got {self.tile_size}")
-        if self.learning_rate <= 0:
-            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.tile_size is not None:
+            _check_range("tile_size", self.tile_size, 8, 8192, integer=True, text="from 8 to 8192 pixels")
+        if not (isinstance(self.learning_rate, numbers.Real) and math.isfinite(self.learning_rate)
+                and 0 < self.learning_rate <= 1):
+            raise InputError(f"learning_rate must be a number in (0, 1], e.g. 1e-3, got {self.learning_rate}")
         if self.warmup < 0:
             raise InputError(f"warmup must be >= 0 steps, got {self.warmup}")
-        if not 0.0 <= self.val_fraction < 1.0:
+        if not (isinstance(self.val_fraction, numbers.Real) and 0.0 <= self.val_fraction < 1.0):
             raise InputError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_every < 1:
             raise InputError(f"val_every must be >= 1, got {self.val_every}")
         if self.region_margin < 0:
             raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
+        _check_range("seed", self.seed, 0, MAX_SEED, integer=True)
 
 
 def resolve_train_config(config: TrainConfig, device_type: str) -> TrainConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig
+from .errors import InputError
 from .io import labels_dtype, write_tiff
 from .progress import Progress
 
@@ -44,16 +45,31 @@ def run_demo(
     overwrite: bool = True,
     config: TrainConfig | None = None,
 ) -> Generator[Progress, None, dict[str, Path]]:
-    """Run the loop, yielding progress; return the written files by role (see :data:`DEMO_FILES`)."""
+    """Run the loop, yielding progress; return the written files by role (see :data:`DEMO_FILES`).
+
+    Without ``overwrite``, every file it would write (including the best-validation checkpoint
+    ``model.best.pt``) is checked before any work, and an existing one is refused.
+
+    Raises
+    ------
+    InputError
+        ``overwrite`` is False and some of the files exist.
+    """
     from .pipeline import iter_segment
     from .sample_data import synthetic_nuclei
     from .training.data import TrainingPair
-    from .training.trainer import train
+    from .training.trainer import best_path, train
     from .weights import boundary_weight_map
 
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     files = {k: out / v for k, v in DEMO_FILES.items()}
+    existing = [p.name for p in (*files.values(), best_path(files["model"])) if p.exists()]
+    if existing and not overwrite:
+        raise InputError(
+            f"{out} already holds {', '.join(existing)}; pass --overwrite (overwrite=True) to replace "
+            "them or choose another output folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     image, truth = synthetic_nuclei()
     write_tiff(files["image"], image, overwrite=overwrite)
     write_tiff(files["ground_truth"], truth, overwrite=overwrite)

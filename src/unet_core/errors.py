@@ -15,3 +15,16 @@ class CheckpointError(UNetCoreError):
 
 class JobCrashed(UNetCoreError):
     """A job running in its own process ended without a result (killed, crashed, out of memory)."""
+
+
+class OutputError(UNetCoreError, OSError):
+    """A file could not be written (read-only folder, no permission, full disk); nothing was
+    left under the target name. Also an :class:`OSError`, so ``except OSError`` still catches it.
+    ``errno`` is that of the underlying error."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -240,10 +240,7 @@ def _check_inputs(
             f"labels must be 2D (Y, X) or 3D (Z, Y, X), got shape {labels.shape}; "
             "pass one image or one stack at a time"
         )
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise InputError(f"sigma must be a positive number, got {sigma}")
-    if not (np.isfinite(w0) and w0 >= 0):
-        raise InputError(f"w0 must be a number >= 0, got {w0}")
+    WeightMapConfig(w0=w0, sigma=sigma)  # the ranges of w0 and sigma (finite, sigma >= MIN_SIGMA)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != labels.shape:

@@ -14,14 +14,27 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import UNetCoreError
 
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
 _COMMANDS = ("weights", "train", "predict", "demo")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), like every other error
+    of the command: ``napari-unet train: error: argument --depth: 0 is outside ...``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-unet",
         description="U-Net segmentation for microscopy: weight maps, training, overlap-tile prediction.",
     )
@@ -42,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.captureWarnings(True)
     try:
         return int(args.run(args) or 0)
-    except (UNetCoreError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"napari-unet {args.command}: error: {exc}", file=sys.stderr)
+    except (UNetCoreError, OSError) as exc:  # OSError: a last net under the write/read checks
+        print(f"napari-unet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"napari-unet {args.command}: interrupted", file=sys.stderr)

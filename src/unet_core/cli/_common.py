@@ -8,7 +8,7 @@ import dataclasses
 import sys
 import time
 import typing
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,9 +106,49 @@ def drain(gen: Generator[Progress, None, R], *, quiet: bool = False) -> R:
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Refuse to overwrite an existing file unless ``--overwrite`` was given."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} exists; pass --overwrite to replace it or choose another name")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a file name")
-    return path
+    return check_outputs([path], overwrite)[0]
+
+
+def check_outputs(paths: Iterable[str | Path | None], overwrite: bool) -> list[Path]:
+    """Check every file a command will write, before any work: none may exist unless
+    ``overwrite``, none may be a folder, and each must be writable (folder on a writable
+    file system). ``None`` entries (optional outputs not requested) are skipped.
+
+    Returns
+    -------
+    list of Path
+        The paths that were checked, in order.
+
+    Raises
+    ------
+    InputError
+        An existing file without ``--overwrite``, a folder given as a file.
+    OutputError
+        A folder that cannot be written (read-only file system, no permission).
+    """
+    from ..io import check_writable
+
+    out = [Path(p) for p in paths if p is not None]
+    for path in out:
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give a file name")
+        if path.exists() and not overwrite:
+            raise InputError(f"{path} exists; pass --overwrite to replace it or choose another name")
+        check_writable(path)
+    return out
+
+
+def int_in(lo: int, hi: int):
+    """An argparse ``type``: an integer from ``lo`` to ``hi`` (the message names the range)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside the allowed range {lo} to {hi}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse

@@ -48,19 +48,18 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
-    from ..io import labels_dtype, read_tiff, write_tiff
+    from ..io import labels_dtype, read_image, write_tiff
+    from ..memory import PREDICT_BYTES_PER_PIXEL
     from ..pipeline import iter_segment
 
     postprocess = config_from_args(PostprocessConfig, args)
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_checkpoint(args.model)
-    image, meta = read_tiff(args.image)
-    channel_axis = args.channel_axis
-    if channel_axis is None and meta.axes and "C" in meta.axes.upper() and len(meta.axes) == image.ndim:
-        channel_axis = meta.axes.upper().index("C")
-    elif channel_axis is not None and not -image.ndim <= channel_axis < image.ndim:
-        raise InputError(f"--channel-axis {channel_axis} does not exist in an image of shape {image.shape}")
+    image, meta, channel_axis = read_image(
+        args.image, channel_axis=args.channel_axis, what="predict",
+        work_bytes_per_pixel=PREDICT_BYTES_PER_PIXEL * ckpt.config.n_classes / 2,
+    )
     if image.ndim - (channel_axis is not None) not in (2, 3):
         raise InputError(
             f"the image has shape {image.shape}; expected (Y, X) or a stack (Z, Y, X), plus a "

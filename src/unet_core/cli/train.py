@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import DEVICE_DEFAULTS, ModelConfig, TrainConfig, field_choices
+from ..config import DEVICE_DEFAULTS, MAX_DEPTH, ModelConfig, TrainConfig, field_choices
 from ..errors import InputError
-from ._common import check_output, drain
+from ._common import check_outputs, drain, int_in
 
 log = logging.getLogger(__name__)
 _T = TrainConfig()
@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cpu-time", action="store_true", help="measure --time-limit in CPU time of this process instead of wall-clock time")
     p.add_argument("--batch-size", type=int, default=None, help=f"tiles per step (default: {_CPU['batch_size']} on CPU, {_GPU['batch_size']} on CUDA)")
     p.add_argument("--tile-size", type=int, default=None, help=f"output tile edge in pixels (default: {_CPU['tile_size']} on CPU, {_GPU['tile_size']} on CUDA)")
-    p.add_argument("--lr", type=float, default=_T.learning_rate, help=f"peak learning rate (default {_T.learning_rate})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {_T.learning_rate})")
     p.add_argument("--optimizer", choices=field_choices(TrainConfig, "optimizer"), default=_T.optimizer, help="adam (default) or sgd (momentum 0.99, paper)")
     p.add_argument("--loss", default=_T.loss, help=f"loss: wce (weighted cross-entropy, paper; default), dice, wce+dice, ... (default {_T.loss})")
     p.add_argument("--val-fraction", type=float, default=_T.val_fraction, help=f"annotations held out for validation (default {_T.val_fraction}; 0 = none)")
@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("--channel-axis", type=int, default=None, help="axis of the image holding channels")
     g = p.add_argument_group("new model (ignored with --from/--resume)")
     g.add_argument("--arch", choices=field_choices(ModelConfig, "arch"), default=_M.arch, help=f"architecture (default {_M.arch})")
-    g.add_argument("--depth", type=int, default=_M.depth, help=f"number of poolings (default {_M.depth}; paper 4)")
+    g.add_argument("--depth", type=int_in(1, MAX_DEPTH), default=_M.depth, help=f"number of poolings (default {_M.depth}; paper 4)")
     g.add_argument("--base-channels", type=int, default=_M.base_channels, help=f"channels of the first level (default {_M.base_channels}; paper 64)")
     g.add_argument("--padding", choices=field_choices(ModelConfig, "padding"), default=_M.padding, help="'valid' = paper (default)")
     g.add_argument("--n-classes", type=int, default=None, help="classes incl. background (semantic: default max label + 1)")
@@ -72,49 +72,137 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io import read_tiff
-    from ..training.data import TrainingPair
-    from ..training.trainer import train
+#: options a resumed run takes from its checkpoint (giving them with --resume is refused)
+_RESUME_FIXED = {"iterations": "--iterations", "lr": "--lr", "time_limit": "--time-limit",
+                 "batch_size": "--batch-size", "tile_size": "--tile-size"}
 
-    out = check_output(args.output, args.overwrite or (args.resume is not None and str(args.resume) == str(args.output)))
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse contradictory options before any file is read."""
     if len(args.image) != len(args.labels):
         raise InputError(f"got {len(args.image)} --image but {len(args.labels)} --labels; give one --labels per --image")
     if args.mask and len(args.mask) != len(args.image):
         raise InputError("give one --mask per --image, or none")
     if args.init_from and args.resume:
         raise InputError("give either --from (fine-tune) or --resume (continue a run), not both")
-    pairs = []
+
+
+def _outputs(args: argparse.Namespace) -> list[Path]:
+    """Every file the run writes, checked: the last state and, with validation, NAME.best.pt."""
+    from ..training.trainer import best_path
+
+    same = args.resume is not None and Path(args.resume).resolve() == Path(args.output).resolve()
+    best = best_path(args.output) if (args.resume or args.val_fraction > 0) else None
+    return check_outputs([args.output, best], args.overwrite or same)
+
+
+def _read_pairs(args: argparse.Namespace, work_bytes_per_pixel: float) -> tuple[list, int]:
+    """The training pairs, each image's channel axis read the same way as by predict, and the
+    number of channels (the same for every image)."""
+    from ..io import read_image, read_tiff
+    from ..training.data import TrainingPair
+
+    pairs, channels = [], set()
     for i, (ip, lp) in enumerate(zip(args.image, args.labels)):
-        image, _ = read_tiff(ip)
+        image, _, ca = read_image(ip, channel_axis=args.channel_axis, work_bytes_per_pixel=work_bytes_per_pixel,
+                                  what="train on")
         labels, _ = read_tiff(lp)
         mask = (read_tiff(args.mask[i])[0] != 0) if args.mask else None
-        pairs.append(TrainingPair(image, labels, mask, channel_axis=args.channel_axis, name=str(ip)))
-    in_ch = 1 if args.channel_axis is None else pairs[0].image.shape[args.channel_axis]
+        pairs.append(TrainingPair(image, labels, mask, channel_axis=ca, name=str(ip)))
+        channels.add(1 if ca is None else image.shape[ca])
+    if len(channels) > 1:
+        raise InputError(f"the images have different numbers of channels ({sorted(channels)}); give images alike")
+    return pairs, channels.pop()
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    """Refuse a checkpoint whose training state cannot be resumed, and options that would change
+    the saved run (the same values as saved are accepted), before any training."""
+    from ..checkpoint import load_checkpoint, validate_train_state
+    from ..config import config_from_json
+
+    state = load_checkpoint(args.resume).train_state
+    validate_train_state(state, args.resume)
+    saved = config_from_json(TrainConfig, state["config"])
+    saved_values = {"iterations": saved.iterations, "lr": saved.learning_rate, "time_limit": saved.time_limit,
+                    "batch_size": state.get("batch_size"), "tile_size": state.get("tile_size")}
+    given = [f"{flag} (saved: {saved_values[key]})" for key, flag in _RESUME_FIXED.items()
+             if getattr(args, key) is not None and getattr(args, key) != saved_values[key]]
+    if given:
+        raise InputError(
+            f"--resume continues the saved run with its own settings, so {', '.join(given)} cannot "
+            "change it; leave them out, or fine-tune with --from CHECKPOINT to train with new ones"
+        )
+
+
+def _check_model_memory(model, args: argparse.Namespace) -> None:
+    """Refuse a new network whose training step would not fit the device, with the figure."""
+    from ..device import resolve_device
+    from ..memory import available_ram, format_bytes, training_memory
+
+    dev = resolve_device(args.device)
+    defaults = DEVICE_DEFAULTS.get(dev.type, _CPU)
+    tile, batch = args.tile_size or defaults["tile_size"], args.batch_size or defaults["batch_size"]
+    need = training_memory(model, tile, batch)
+    if dev.type == "cuda":
+        import torch
+
+        have = torch.cuda.mem_get_info(dev)[0]
+    else:
+        have = available_ram()
+    if need > have:
+        raise InputError(
+            f"this network (arch {model.arch}, depth {model.depth}, base channels {model.base_channels}, "
+            f"width {model.width:g}) needs about {format_bytes(need)} to train with {batch} tiles of {tile} "
+            f"pixels, but {dev} has {format_bytes(have)} free; choose a smaller --depth, --base-channels, "
+            "--width, --tile-size or --batch-size"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import output_lock
+    from ..memory import TRAIN_BYTES_PER_PIXEL
+    from ..training.trainer import train
+
+    _check_options(args)
+    iterations = args.iterations if args.iterations is not None else (10**9 if args.time_limit else _T.iterations)
+    config = replace(
+        _T, iterations=iterations, time_limit=args.time_limit,
+        time_clock="process" if args.cpu_time else "wall", batch_size=args.batch_size,
+        tile_size=args.tile_size, learning_rate=_T.learning_rate if args.lr is None else args.lr,
+        optimizer=args.optimizer, loss=args.loss,
+        val_fraction=args.val_fraction, val_every=args.val_every, region_margin=args.margin,
+        semantic=args.semantic, freeze_encoder=args.freeze_encoder, augment=not args.no_augment,
+        amp={"auto": None, "on": True, "off": False}[args.amp], device=args.device, seed=args.seed,
+    )  # the options' ranges are checked here, before any file is read
+    out = _outputs(args)[0]
+    if args.resume:
+        _check_resume(args)
+    pairs, in_ch = _read_pairs(args, TRAIN_BYTES_PER_PIXEL)
     model = replace(
         _M, arch=args.arch, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels,
         padding=args.padding, n_classes=args.n_classes or _M.n_classes, class_names=(),
         width=args.width, output_stride=args.output_stride,
     )
     init_from = args.init_from
-    if args.vgg16_weights:  # the VGG16-initialised FCN becomes the checkpoint to fine-tune
-        if args.resume:
-            raise InputError("give either --resume or --vgg16-weights, not both")
-        tmp = tempfile.TemporaryDirectory(prefix="napari-unet-vgg16-")
-        init_from, model = _vgg16_init(model, args.vgg16_weights, init_from, Path(tmp.name) / "vgg16-init.pt")
-    iterations = args.iterations or (10**9 if args.time_limit else _T.iterations)
-    config = replace(
-        _T, model=model, iterations=iterations, time_limit=args.time_limit,
-        time_clock="process" if args.cpu_time else "wall", batch_size=args.batch_size,
-        tile_size=args.tile_size, learning_rate=args.lr, optimizer=args.optimizer, loss=args.loss,
-        val_fraction=args.val_fraction, val_every=args.val_every, region_margin=args.margin,
-        semantic=args.semantic, freeze_encoder=args.freeze_encoder, augment=not args.no_augment,
-        amp={"auto": None, "on": True, "off": False}[args.amp], device=args.device, seed=args.seed,
-    )
-    t0 = time.perf_counter()
-    with _stop_on_ctrl_c() as stop:
-        result = drain(train(pairs, config, output=out, init_from=init_from, resume=args.resume, stop=stop))
-    lines = [f"trained {result.steps} steps in {time.perf_counter() - t0:.0f} s; final training loss {result.metrics['loss']:.4f}"]
+    if not (init_from or args.resume):
+        _check_model_memory(model, args)
+    with output_lock(out), tempfile.TemporaryDirectory(prefix="napari-unet-vgg16-") as tmp:
+        if args.vgg16_weights:  # the VGG16-initialised FCN becomes the checkpoint to fine-tune
+            if args.resume:
+                raise InputError("give either --resume or --vgg16-weights, not both")
+            init_from, model = _vgg16_init(model, args.vgg16_weights, init_from, Path(tmp) / "vgg16-init.pt")
+        t0 = time.perf_counter()
+        with _stop_on_ctrl_c() as stop:
+            result = drain(train(pairs, replace(config, model=model), output=out, init_from=init_from,
+                                 resume=args.resume, stop=stop))
+    _report(result, time.perf_counter() - t0)
+    return 130 if result.stop_reason == "user" else 0
+
+
+def _report(result, seconds: float) -> None:
+    """Print the summary of a finished run."""
+    lines = [f"trained {result.steps} steps in {seconds:.0f} s; final training loss {result.metrics['loss']:.4f}"]
     if result.stop_reason == "user":
         lines[0] += " (stopped with Ctrl-C)"
     val = {k[4:]: v for k, v in result.metrics.items() if k.startswith("val_") and not math.isnan(v)}
@@ -124,7 +212,6 @@ def run(args: argparse.Namespace) -> int:
     if result.best_checkpoint:
         lines.append(f"best checkpoint: {result.best_checkpoint}")
     print("\n".join(lines))
-    return 130 if result.stop_reason == "user" else 0
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import time
 
 from ..config import WeightMapConfig
 from ..errors import InputError
-from ..io import ImageMeta, read_tiff, write_tiff
+from ..io import ImageMeta, read_image, read_tiff, write_tiff
 from ._common import check_output
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,14 @@ def parse_sampling(value: str, meta: ImageMeta, ndim: int) -> tuple[float, ...] 
 def run(args: argparse.Namespace) -> int:
     from ..weights import boundary_weight_map
 
+    WeightMapConfig(w0=args.w0, sigma=args.sigma)  # ranges, before any work
     out = check_output(args.output, args.overwrite)
-    labels, meta = read_tiff(args.labels)
+    labels, meta, channel_axis = read_image(args.labels)
+    if channel_axis is not None:
+        raise InputError(
+            f"{args.labels}: labels have a channel axis (axes {meta.axes}, shape {labels.shape}); give a "
+            "single-channel label image (split channels first)"
+        )
     if labels.ndim not in (2, 3):
         raise InputError(
             f"{args.labels}: labels have axes {meta.axes} (shape {labels.shape}); give a YX image or a "
