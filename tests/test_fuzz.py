@@ -115,6 +115,17 @@ def test_predict_tiled_raises_only_project_errors(tiny_model, image, channel_axi
             probs = predict_tiled(tiny_model, image, channel_axis=channel_axis, tile_shape=tile, device="cpu")
         except UNetCoreError:
             return
-    # (finite probabilities are not asserted: a float image near the float32 limit gives NaN,
-    # a normalisation issue left to the prediction pipeline)
-    assert probs.shape[0] == 2 and probs.ndim >= 3
+    # (Y, X) -> (K, Y, X); a stack (Z, Y, X) -> (Z, K, Y, X); the class axis is third from the end
+    assert probs.ndim in (3, 4) and probs.shape[-3] == 2
+    assert probs.shape[-2:] == image.shape[-2:] or channel_axis is not None
+    assert np.isfinite(probs).all()  # values beyond float32 are refused, never NaN
+
+
+def test_values_beyond_float32_are_refused_not_nan(tiny_model):
+    from unet_core.errors import InputError
+    from unet_core.tiling import predict_tiled
+
+    image = np.full((16, 16), 3.0e38, np.float64)
+    image[4:8, 4:8] = 3.5e38
+    with pytest.raises(InputError, match="float32 range"):
+        predict_tiled(tiny_model, image, device="cpu")

@@ -31,6 +31,12 @@ def check_image_values(image: np.ndarray) -> None:
         raise InputError(
             "the image contains NaN or infinite values; replace them (e.g. with 0) before predicting"
         )
+    limit = float(np.finfo(np.float32).max)
+    if image.dtype.kind == "f" and image.dtype.itemsize > 4 and np.abs(image).max() > limit:
+        raise InputError(
+            f"the image has values beyond the float32 range (|value| > {limit:.3g}), which the network "
+            "cannot compute with; rescale the image (e.g. divide it by its maximum) first"
+        )
 
 
 def normalization_stats(

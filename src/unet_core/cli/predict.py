@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import PostprocessConfig
 from ..errors import InputError
-from ._common import add_config_arguments, check_output, config_from_args, drain
+from ._common import add_config_arguments, check_output, config_from_args, drain, int_in
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
         "--channel-axis", type=int, default=None,
         help="axis of the image holding channels (default: the TIFF's 'C' axis, if any)",
     )
-    p.add_argument("--tile-size", type=int, default=None, help="output tile edge in pixels (default: from free memory)")
-    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: automatic)")
+    p.add_argument("--tile-size", type=int_in(16, 16384), default=None, help="output tile edge in pixels, 16 to 16384 (default: from free memory)")
+    p.add_argument("--batch-size", type=int_in(1, 1024), default=None, help="tiles per forward pass, 1 to 1024 (default: automatic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument(
         "--tta", type=int, nargs="?", const=8, default=0, metavar="N",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import torch
 
 from ..device import is_out_of_memory
+from ..memory import available_ram
 from ..models.base import SegmentationNet
 from .splitter import TilePlan
 
@@ -75,33 +75,12 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
     return bpp
 
 
-def _available_ram() -> int:
-    """Available RAM in bytes (MemAvailable on Linux; psutil or sysconf elsewhere)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
-
-
 def memory_budget(device: torch.device) -> int:
     """Bytes of activations one batch of tiles may use on ``device``."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * GPU_BUDGET_FRACTION)
-    return int(min(_available_ram() / 4, CPU_BUDGET_CAP))
+    return int(min(available_ram() / 4, CPU_BUDGET_CAP))
 
 
 def choose_tile_shape(

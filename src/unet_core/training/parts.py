@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, validate_train_state
 from ..config import TrainConfig, config_from_json
 from ..errors import CheckpointError, InputError
 from ..models import SegmentationNet, build_model
@@ -81,11 +81,7 @@ def starting_point(
     torch.manual_seed(config.seed)
     if resume is not None:
         ckpt = load_checkpoint(resume)
-        if not ckpt.train_state or "config" not in ckpt.train_state:
-            raise CheckpointError(
-                f"{resume}: has no training state to resume (a best-model or exported checkpoint); "
-                "use init_from / --from to fine-tune it instead"
-            )
+        validate_train_state(ckpt.train_state, resume)
         saved = config_from_json(TrainConfig, ckpt.train_state["config"])
         return Start(
             ckpt.model,
