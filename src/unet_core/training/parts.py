@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoint import load_checkpoint, validate_train_state
 from ..config import TrainConfig, config_from_json
-from ..errors import CheckpointError, InputError
+from ..errors import InputError
 from ..models import SegmentationNet, build_model
 from .data import (
     PreparedSlice,
