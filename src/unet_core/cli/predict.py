@@ -54,8 +54,8 @@ def _defaults_from_model(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if action.dest in names:
             if action.help and action.help is not argparse.SUPPRESS:
-                action.help = action.help.replace("(default: %(default)s)", "(default: the model's, else %(default)s)")
-                action.help = action.help.replace("%(default)s", repr(getattr(PostprocessConfig(), action.dest)), 1)
+                default = getattr(PostprocessConfig(), action.dest)
+                action.help = action.help.replace("%(default)s", f"{default}) (the model's own, if it has one", 1)
             action.default = argparse.SUPPRESS
 
 
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import labels_dtype, read_tiff, write_tiff
     from ..pipeline import iter_segment, postprocess_for
 
+    config_from_args(PostprocessConfig, args)  # a wrong option fails before the model loads
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_checkpoint(args.model)
