@@ -229,6 +229,8 @@ class PredictWidget(QWidget):
         if source is None:
             key, source = ("model", id(model)), None
         elif isinstance(source, Path):
+            if not source.is_file():
+                return
             key = ("file", str(source), source.stat().st_mtime_ns)
         else:
             key = ("model", id(source))
