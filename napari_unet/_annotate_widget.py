@@ -146,8 +146,8 @@ class AnnotateWidget(QWidget):
         self.image_combo.currentTextChanged.connect(self._show_pixel_size)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        self.check_restore()
         self._show_pixel_size()
+        self.check_restore()
 
     # -- napari hooks ----------------------------------------------------------------------------
     def reset_choices(self, event=None) -> None:

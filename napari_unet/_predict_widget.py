@@ -190,14 +190,14 @@ class PredictWidget(QWidget):
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         self.model_source.changed.connect(self._on_model_changed)
         self.checkpoint_edit.textChanged.connect(self._on_model_changed)
-        self._source_name: str | None = None
-        #: the last result, whose probabilities are post-processed again when the options change
-        self.last_result: PredictionResult | None = None
-        self._reapply_pending = False
         #: what the post-processing form was last reset for (a model's id or a checkpoint's path+mtime)
         self._model_key: Any = None
         self._on_image_changed()
         self._on_model_changed()
+        self._source_name: str | None = None
+        #: the last result, whose probabilities are post-processed again when the options change
+        self.last_result: PredictionResult | None = None
+        self._reapply_pending = False
 
     def reset_choices(self, event=None) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
@@ -396,7 +396,7 @@ class PredictWidget(QWidget):
 
         from unet_core.errors import InputError
 
-        mode = mode or self.use_mode_combo.currentData()
+        mode = mode if mode in USE_MODES else self.use_mode_combo.currentData()  # clicked passes a bool
         image = self.image_combo.layer
         pred = find_layer(self.viewer, image.name + PREDICTION_SUFFIX, napari.layers.Labels) if image else None
         if pred is None:
