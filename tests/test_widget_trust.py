@@ -89,7 +89,7 @@ def test_replace_asks_first_and_no_keeps_the_painted_objects(make_napari_viewer,
     asked = []
     predict.confirm_replace = lambda name, n: asked.append((name, n)) or False
     predict.use_mode_combo.setCurrentIndex(predict.use_mode_combo.findData("replace"))
-    assert predict.use_as_annotations() is None
+    predict.use_button.click()  # the button (its clicked signal passes a bool)
     assert asked == [("nuclei labels", 12)]
     np.testing.assert_array_equal(labels.data, painted)  # No: nothing changed
     predict.confirm_replace = lambda name, n: True
