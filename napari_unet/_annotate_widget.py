@@ -4,6 +4,8 @@
   same scale/translate) and selects it in paint mode; optionally a ``"<image> region"`` Shapes
   layer for the training region.
 * **New object** (shortcut ``N`` on the labels layer) picks the next free id.
+* **Pixel size**: the image's pixel size and unit ("unknown" unless the file or the user says),
+  set for the image and its layers with **Set**; new layers copy it, so exports write it.
 * **Autosave**: every *N* seconds (only when something changed), when a layer is removed and
   when the widget closes, the annotation layers are written atomically to
   ``<autosave folder>/<image>/`` (``labels.tif``, ``region.json``, ``session.json``). When an image
@@ -50,9 +52,11 @@ from ._layers import (
     LABELS_SUFFIX,
     REGION_SUFFIX,
     LayerChooser,
+    PixelSizeRow,
     find_layer,
     geometry,
     real_viewer,
+    set_labels_undoable,
     spatial_shape,
 )
 
@@ -73,11 +77,12 @@ class AnnotateWidget(QWidget):
         super().__init__(parent)
         self.viewer = real_viewer(napari_viewer)
         self.settings = AutosaveSettings()
-        self.store = AutosaveStore(self.settings.folder)
+        self.store = AutosaveStore(self.settings.folder, self.settings.versions)
         self.sessions: dict[str, AnnotationSession] = {}
         self._restore_target: str | None = None
 
         self.image_combo = LayerChooser(self.viewer, napari.layers.Image)
+        self.pixel_size = PixelSizeRow(self.viewer)
         self.region_check = QCheckBox("training region (Shapes layer)")
         self.create_button = QPushButton("Create annotation layers")
         self.new_object_button = QPushButton(f"New object  [{NEW_OBJECT_KEY.upper()}]")
@@ -101,6 +106,7 @@ class AnnotateWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
+        form.addRow("pixel size", self.pixel_size)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.region_check)
@@ -137,14 +143,20 @@ class AnnotateWidget(QWidget):
         self.interval_spin.valueChanged.connect(self._on_interval_changed)
         self.autosave_check.toggled.connect(self._on_autosave_toggled)
         self.image_combo.currentTextChanged.connect(self.check_restore)
+        self.image_combo.currentTextChanged.connect(self._show_pixel_size)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._show_pixel_size()
         self.check_restore()
 
     # -- napari hooks ----------------------------------------------------------------------------
     def reset_choices(self, event=None) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
         self.image_combo.refresh()
+        self._show_pixel_size()
+
+    def _show_pixel_size(self, *_) -> None:
+        self.pixel_size.set_layer(self.image_combo.layer)
 
     # -- layers ----------------------------------------------------------------------------------
     def create_layers(self) -> napari.layers.Labels | None:
@@ -307,7 +319,7 @@ class AnnotateWidget(QWidget):
     def set_folder(self, folder: str | Path) -> None:
         """Use ``folder`` (one subfolder per image) for autosaves."""
         self.settings.folder = Path(folder).expanduser()
-        self.store = AutosaveStore(self.settings.folder)
+        self.store = AutosaveStore(self.settings.folder, self.settings.versions)
         self.folder_edit.setText(str(self.settings.folder))
         for session in self.sessions.values():
             session.mark_present_dirty()
@@ -402,8 +414,8 @@ class AnnotateWidget(QWidget):
         restored = data.astype(ANNOTATION_DTYPE if data.max(initial=0) <= np.iinfo(ANNOTATION_DTYPE).max else np.uint32)
         if labels is None:
             labels = self.viewer.add_labels(restored, name=name + LABELS_SUFFIX, **geometry(image))
-        else:
-            labels.data = restored
+        else:  # one undo step: the old edit history stays valid
+            set_labels_undoable(labels, restored)
         self._track_labels(session, labels)
         self._restore_region(image, session)
         session.labels_dirty = session.region_dirty = False

@@ -1,9 +1,11 @@
 """Autosaved annotations on disk, without Qt: what the Annotate widget schedules.
 
 Each image's annotations live in ``<folder>/<image>/``: ``labels.tif`` (the painted labels, the
-smallest unsigned dtype, pixel size from the layer scale), ``region.json`` (the training-region
+smallest unsigned dtype, pixel size and unit from the layer), ``region.json`` (the training-region
 shapes) and ``session.json`` (image name, shape, time of the save). Every file is written
-atomically, so a crash mid-save keeps the previous version. An :class:`AnnotationSession`
+atomically, so a crash mid-save keeps the previous version. Earlier saves of the labels are kept
+as versions, ``labels.1.tif`` (the save before the newest) up to ``labels.<N-1>.tif``: a save that
+overwrote good work (e.g. after "Use as annotations" replaced it) never destroys the copy before. An :class:`AnnotationSession`
 records which parts changed since their last save; :class:`AutosaveStore` writes only those.
 
 Plain Python (numpy, the engine's TIFF I/O): the layers are duck-typed (``.data``, ``.scale``,
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._pixel_size import unit_from_state
 from ._project import autosave_dir, project_home
 
 log = logging.getLogger(__name__)
@@ -76,10 +81,17 @@ class AutosaveSettings:
     folder: Path = field(default_factory=lambda: project_home() / "autosave")
     interval_s: int = 30
     enabled: bool = True
+    versions: int = 5
 
 
 def _write_bytes(data: bytes, fh) -> None:
     fh.write(data)
+
+
+def version_path(folder: Path, k: int) -> Path:
+    """The file of the k-th labels save before the newest: ``labels.<k>.tif``."""
+    stem, dot, ext = LABELS_FILE.partition(".")
+    return folder / f"{stem}.{k}{dot}{ext}"
 
 
 def find_autosave(folder: Path) -> dict | None:
@@ -100,10 +112,16 @@ class AutosaveStore:
     ----------
     folder : Path
         One subfolder per image (named after the image, made file-system safe).
+    versions : int
+        How many saves of the labels are kept (>= 1): ``labels.tif`` (the newest) and
+        ``labels.1.tif`` ... ``labels.<versions-1>.tif`` (older and older).
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, versions: int = 5):
+        if versions < 1:
+            raise ValueError(f"versions must be >= 1 (the newest save), got {versions}")
         self.folder = Path(folder).expanduser()
+        self.versions = int(versions)
 
     def session_dir(self, image_name: str) -> Path:
         """Autosave folder of ``image_name``."""
@@ -132,9 +150,12 @@ class AutosaveStore:
         written: list[Path] = []
         if session.labels_dirty and session.labels is not None:
             data = np.asarray(session.labels.data)
+            self._keep_versions(folder)
             path = write_tiff(
                 folder / LABELS_FILE, data.astype(labels_dtype(data), copy=False),
-                pixel_size=tuple(float(s) for s in session.labels.scale), overwrite=True,
+                pixel_size=tuple(float(s) for s in session.labels.scale),
+                unit=unit_from_state(getattr(session.labels, "metadata", None), getattr(session.labels, "units", None)),
+                overwrite=True,
             )
             written.append(Path(path))
         session.labels_dirty = False
@@ -152,17 +173,56 @@ class AutosaveStore:
         log.debug("autosaved %s", written)
         return written
 
-    def load_labels(self, image_name: str) -> np.ndarray:
-        """The saved labels of ``image_name``.
+    def _keep_versions(self, folder: Path) -> None:
+        """Shift ``labels.tif`` -> ``labels.1.tif`` -> ... before a new save; drop the oldest.
+
+        The newest file stays in place until the new save replaces it atomically (it is hard
+        linked, or copied where links are impossible), so a crash at any moment keeps every
+        complete save.
+        """
+        current = folder / LABELS_FILE
+        if self.versions < 2 or not current.is_file():
+            return
+        for k in range(self.versions - 2, 0, -1):
+            older = version_path(folder, k)
+            if older.is_file():
+                os.replace(older, version_path(folder, k + 1))
+        previous = version_path(folder, 1)
+        tmp = previous.with_name(f".{previous.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(current, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copy2(current, tmp)
+        os.replace(tmp, previous)
+
+    def versions_of(self, image_name: str) -> list[Path]:
+        """The saved labels files of ``image_name``, newest first (``labels.tif``, ``labels.1.tif``, ...)."""
+        folder = self.session_dir(image_name)
+        paths = [folder / LABELS_FILE] + [version_path(folder, k) for k in range(1, self.versions)]
+        return [p for p in paths if p.is_file()]
+
+    def load_labels(self, image_name: str, version: int = 0) -> np.ndarray:
+        """The saved labels of ``image_name``: the newest (``version`` 0) or an older save.
+
+        Parameters
+        ----------
+        version : int
+            0 for ``labels.tif``, k for ``labels.<k>.tif`` (the k-th save before the newest).
+
+        Returns
+        -------
+        ndarray of unsigned int, the image's spatial shape
 
         Raises
         ------
         InputError
-            No saved labels, or an unreadable file.
+            No such saved labels, or an unreadable file.
         """
         from unet_core.io import read_tiff
 
-        data, _ = read_tiff(self.session_dir(image_name) / LABELS_FILE)
+        folder = self.session_dir(image_name)
+        data, _ = read_tiff(folder / LABELS_FILE if version == 0 else version_path(folder, version))
         return data
 
     def load_region(self, image_name: str) -> dict | None:

@@ -54,12 +54,28 @@ def image_array(image_layer) -> tuple[np.ndarray, int | None]:
 
 
 def geometry(layer) -> dict[str, Any]:
-    """Keyword arguments that place a new layer exactly over ``layer`` (scale, translate, units)."""
+    """Keyword arguments that place a new layer exactly over ``layer``.
+
+    Scale, translate, napari's ``units`` and the physical unit in ``metadata["unit"]`` (None when
+    unknown), so that a writer of the new layer writes the image's pixel size and unit.
+    """
+    from ._pixel_size import UNIT_KEY, layer_pixel_size
+
     out: dict[str, Any] = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
     units = getattr(layer, "units", None)
     if units is not None:
         out["units"] = tuple(str(u) for u in units)
+    out["metadata"] = {UNIT_KEY: layer_pixel_size(layer)[1]}
     return out
+
+
+def apply_geometry(layer, geo: dict[str, Any]) -> None:
+    """Give an existing ``layer`` the placement :func:`geometry` returned (other metadata stays)."""
+    for key in ("scale", "translate", "units"):
+        if key in geo:
+            setattr(layer, key, geo[key])
+    if "metadata" in geo:
+        layer.metadata = {**layer.metadata, **geo["metadata"]}
 
 
 def find_layer(viewer, name: str, kind: type | None = None):
@@ -81,9 +97,9 @@ def replace_or_add(viewer, kind: str, data: np.ndarray, name: str, **kwargs):
     layer = find_layer(viewer, name)
     if layer is not None and isinstance(layer, cls) and layer.data.shape == data.shape and layer.data.dtype == data.dtype:
         layer.data = data
-        for key in ("scale", "translate"):
-            if key in kwargs:
-                setattr(layer, key, kwargs[key])
+        if kind == "labels":  # the old edit history does not apply to the new data
+            layer._reset_history()
+        apply_geometry(layer, kwargs)
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
@@ -141,6 +157,46 @@ def put_slice(
     layer = replace_or_add(viewer, kind, data, name, **kwargs)
     layer.refresh()
     return layer
+
+
+#: above this many changed pixels an undo step would need too much memory (3 index arrays + values)
+MAX_UNDO_PIXELS = 20_000_000
+
+
+def set_labels_undoable(labels, new: np.ndarray) -> bool:
+    """Replace the data of a Labels layer by ``new`` as one step of its undo history (Ctrl+Z).
+
+    Only the changed pixels are written (napari's ``data_setitem``, which records them). When
+    ``new`` needs a wider dtype the layer's data is widened first (same values, so the earlier
+    history stays valid). Above :data:`MAX_UNDO_PIXELS` changed pixels the data is replaced and
+    the history cleared instead, so that Ctrl+Z can never apply old edits to the new data.
+
+    Parameters
+    ----------
+    labels : napari.layers.Labels
+        A layer with numpy data of ``new``'s shape.
+    new : ndarray of int
+
+    Returns
+    -------
+    bool
+        True when the change can be undone, False when the history was cleared.
+    """
+    old = np.asarray(labels.data)
+    if old.shape != new.shape:
+        raise ValueError(f"new labels of shape {new.shape} for a layer of shape {old.shape}")
+    if np.result_type(old.dtype, new.dtype) != old.dtype:
+        old = old.astype(np.result_type(old.dtype, new.dtype))
+        labels.data = old
+    changed = old != new
+    if np.count_nonzero(changed) > MAX_UNDO_PIXELS:
+        labels.data = new.astype(old.dtype, copy=False)
+        labels._reset_history()
+        return False
+    indices = np.nonzero(changed)
+    labels.data_setitem(indices, new[indices])
+    labels.refresh()
+    return True
 
 
 def current_index(viewer, layer) -> int | None:
@@ -207,3 +263,102 @@ class LayerChooser(QComboBox):
         """Choose ``layer`` (or '(none)' for None on an optional chooser)."""
         self.refresh()
         self.setCurrentText(_NONE if layer is None else layer.name)
+
+
+#: layer-name suffixes of the layers that belong to an image and share its pixel grid
+_IMAGE_FAMILY = (LABELS_SUFFIX, REGION_SUFFIX, PREDICTION_SUFFIX, PROBABILITY_SUFFIX)
+#: units offered by the pixel-size editor (any other can be typed)
+UNIT_CHOICES = ("unknown", "nm", "um", "mm")
+
+
+def format_pixel_size(layer) -> str:
+    """E.g. ``'0.5 × 0.5 um'`` or ``'1 × 1 (unit unknown)'`` for ``layer``'s pixel size."""
+    from ._pixel_size import layer_pixel_size
+
+    sizes, unit = layer_pixel_size(layer)
+    text = " × ".join(f"{s:g}" for s in sizes)
+    return f"{text} {unit}" if unit else f"{text} (unit unknown)"
+
+
+def image_family(viewer, image) -> list:
+    """``image`` and its annotation, region, prediction, probability and weight-map layers."""
+    names = {image.name + suffix for suffix in _IMAGE_FAMILY}
+    names.add(image.name + LABELS_SUFFIX + WEIGHTS_SUFFIX)
+    return [image] + [layer for layer in viewer.layers if layer.name in names and layer.ndim == image.ndim]
+
+
+class PixelSizeRow(QWidget):
+    """Shows an image layer's pixel size and unit, and sets them (with its family of layers).
+
+    The size field takes one number (the Y and X size) or one per axis, comma separated
+    (``'2, 0.5, 0.5'`` for Z, Y, X); the unit 'unknown' records that the physical unit is not
+    known (nothing physical is written then). **Set** applies both to the image and to the
+    layers that belong to it (:func:`image_family`), so they stay aligned.
+    """
+
+    def __init__(self, viewer, parent: QWidget | None = None):
+        from qtpy.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton
+
+        super().__init__(parent)
+        self._viewer = viewer
+        self._layer = None
+        self.label = QLabel("")
+        self.size_edit = QLineEdit()
+        self.size_edit.setPlaceholderText("size")
+        self.size_edit.setMaximumWidth(90)
+        self.unit_combo = QComboBox()
+        self.unit_combo.setEditable(True)
+        self.unit_combo.addItems(UNIT_CHOICES)
+        self.set_button = QPushButton("Set")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.size_edit)
+        row.addWidget(self.unit_combo)
+        row.addWidget(self.set_button)
+        self.set_button.clicked.connect(self.apply)
+        self.size_edit.returnPressed.connect(self.apply)
+
+    def set_layer(self, layer) -> None:
+        """Show the pixel size of ``layer`` (an Image layer, or None)."""
+        self._layer = layer
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Show the current pixel size of the layer (it may have changed elsewhere)."""
+        from ._pixel_size import layer_pixel_size
+
+        layer = self._layer
+        enabled = layer is not None and layer in self._viewer.layers
+        for w in (self.size_edit, self.unit_combo, self.set_button):
+            w.setEnabled(enabled)
+        if not enabled:
+            self.label.setText("(no image)")
+            return
+        sizes, unit = layer_pixel_size(layer)
+        self.label.setText(format_pixel_size(layer))
+        self.size_edit.setText(f"{sizes[-1]:g}" if len(set(sizes[-2:])) == 1 else ", ".join(f"{s:g}" for s in sizes))
+        self.unit_combo.setCurrentText(unit or UNIT_CHOICES[0])
+
+    def apply(self) -> bool:
+        """Set the typed pixel size and unit; False (and a message) when the input is unusable."""
+        from napari.utils.notifications import show_error
+
+        from ._pixel_size import set_layer_pixel_size
+
+        layer = self._layer
+        if layer is None:
+            return False
+        try:
+            sizes = [float(t) for t in self.size_edit.text().replace(";", ",").split(",") if t.strip()]
+            if len(sizes) == 1:
+                sizes = sizes * min(2, layer.ndim)
+            unit_text = self.unit_combo.currentText().strip()
+            unit = None if unit_text in ("", UNIT_CHOICES[0]) else unit_text
+            for member in image_family(self._viewer, layer):
+                set_layer_pixel_size(member, sizes, unit)
+        except ValueError as exc:
+            show_error(f"Pixel size: {exc}; type one positive number, or one per axis separated by commas.")
+            return False
+        self.refresh()
+        return True

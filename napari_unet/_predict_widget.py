@@ -1,9 +1,13 @@
 """Predict dock widget: overlap-tile prediction of an image layer in a worker, with Cancel.
 
 Results: ``"<image> probability"`` (foreground probability, Image) and ``"<image> prediction"``
-(instances, Labels), with the source's scale/translate; re-running replaces them. **Use as
-annotations** copies the prediction into ``"<image> labels"`` for correction, closing the loop
-predict -> correct -> fine-tune.
+(instances, Labels), with the source's scale/translate/unit; re-running replaces them (and shows
+the prediction layer again if it was hidden). The post-processing options start from the model's
+own (:func:`unet_core.pipeline.postprocess_for`) whenever the model changes; changing them
+post-processes the kept probabilities again, without a new prediction. **Use as annotations**
+merges the prediction into ``"<image> labels"`` (painted objects stay; predicted objects are
+added where nothing is painted) or replaces it (after asking when painted objects would be
+lost), as one undoable step (Ctrl+Z), closing the loop predict -> correct -> fine-tune.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -33,20 +38,22 @@ from qtpy.QtWidgets import (
 
 from unet_core.config import PostprocessConfig, TrainConfig, field_choices
 
+from ._annotations import annotation_dtype, count_objects, merge_annotations, painted_objects_lost
 from ._config_form import ConfigForm
 from ._jobs import JobOutcome, JobRunner, worker_threads
 from ._layers import (
-    ANNOTATION_DTYPE,
     LABELS_SUFFIX,
     PREDICTION_SUFFIX,
     PROBABILITY_SUFFIX,
     LayerChooser,
+    PixelSizeRow,
     current_index,
     find_layer,
     geometry,
     image_array,
     put_slice,
     real_viewer,
+    set_labels_undoable,
     spatial_shape,
 )
 from ._model_source import CHECKPOINT_FILE, SESSION_PREFIX, ModelSourceChooser
@@ -57,6 +64,10 @@ __all__ = ["CHECKPOINT_FILE", "SESSION_PREFIX", "PredictWidget", "PredictionResu
 
 WHOLE = "whole image / stack"
 CURRENT = "current slice"
+#: "Use as annotations" modes: keep painted objects and add predicted ones, or replace them
+MERGE = "merge"
+REPLACE = "replace"
+USE_MODES = {MERGE: "merge: keep painted objects, add predicted ones", REPLACE: "replace painted objects"}
 #: milliseconds without further edits of the post-processing options before they are re-applied
 REAPPLY_DELAY_MS = 400
 
@@ -141,11 +152,16 @@ class PredictWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.use_button = QPushButton("Use as annotations (correct, then fine-tune)")
+        self.use_mode_combo = QComboBox()
+        for mode, text in USE_MODES.items():
+            self.use_mode_combo.addItem(text, mode)
+        self.pixel_size = PixelSizeRow(self.viewer)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
+        form.addRow("pixel size", self.pixel_size)
         form.addRow("model", self.model_source)
         form.addRow("predict", self.scope_combo)
         form.addRow("device", self.device_combo)
@@ -160,6 +176,7 @@ class PredictWidget(QWidget):
         layout.addWidget(post_box)
         layout.addLayout(buttons)
         layout.addWidget(self.use_button)
+        layout.addWidget(self.use_mode_combo)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
@@ -170,6 +187,13 @@ class PredictWidget(QWidget):
         self.use_button.clicked.connect(self.use_as_annotations)
         self.post_form.changed.connect(self.reapply_timer.start)
         self.reapply_timer.timeout.connect(self.reapply_postprocess)
+        self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        self.model_source.changed.connect(self._on_model_changed)
+        self.checkpoint_edit.textChanged.connect(self._on_model_changed)
+        #: what the post-processing form was last reset for (a model's id or a checkpoint's path+mtime)
+        self._model_key: Any = None
+        self._on_image_changed()
+        self._on_model_changed()
         self._source_name: str | None = None
         #: the last result, whose probabilities are post-processed again when the options change
         self.last_result: PredictionResult | None = None
@@ -178,6 +202,10 @@ class PredictWidget(QWidget):
     def reset_choices(self, event=None) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
         self.image_combo.refresh()
+        self.pixel_size.set_layer(self.image_combo.layer)
+
+    def _on_image_changed(self, *_) -> None:
+        self.pixel_size.set_layer(self.image_combo.layer)
 
     # -- model -----------------------------------------------------------------------------------
     def choose_checkpoint(self) -> None:
@@ -187,6 +215,43 @@ class PredictWidget(QWidget):
     def set_checkpoint(self, path: str | Path) -> None:
         """Predict with the checkpoint at ``path``."""
         self.model_source.set_checkpoint(path)
+
+    def _on_model_changed(self, *_) -> None:
+        """Reset the post-processing options to the chosen model's own (once per model)."""
+        from unet_core.errors import CheckpointError, InputError
+        from unet_core.pipeline import postprocess_for
+
+        try:
+            model, checkpoint = self.model_source_value()
+        except InputError:
+            return  # no usable model chosen (yet): keep the options
+        source: Any = model if getattr(model, "meta", None) is not None else checkpoint
+        if source is None:
+            key, source = ("model", id(model)), None
+        elif isinstance(source, Path):
+            if not source.is_file():
+                return
+            key = ("file", str(source), source.stat().st_mtime_ns)
+        else:
+            key = ("model", id(source))
+        if key == self._model_key:
+            return
+        self._model_key = key
+        try:
+            config = postprocess_for(source)
+        except CheckpointError as exc:  # the prediction will say it again, with the fix
+            log.warning("cannot read the model's post-processing: %s", exc)
+            config = PostprocessConfig()
+        self.set_postprocess(config)
+
+    def set_postprocess(self, config: PostprocessConfig) -> None:
+        """Show ``config`` in the post-processing form (without post-processing the last result again)."""
+        self.post_form.blockSignals(True)
+        try:
+            for name in self.post_form.editors:
+                self.post_form.set(name, getattr(config, name))
+        finally:
+            self.post_form.blockSignals(False)
 
     def model_source_value(self) -> tuple[Any, Path | None]:
         """``(model, checkpoint)`` of a session model or ``(None, checkpoint path)``."""
@@ -284,31 +349,90 @@ class PredictWidget(QWidget):
             self.viewer, "image", prob_name, result.probability, result.index, shape, colormap="viridis",
             opacity=0.5, blending="additive", contrast_limits=(0.0, 1.0), visible=False, **geo,
         )
-        put_slice(self.viewer, "labels", pred_name, result.labels, result.index, shape, offset_ids=True, opacity=0.6, **geo)
-        n = int(np.unique(result.labels).size - (1 if (result.labels == 0).any() else 0))
+        pred = put_slice(
+            self.viewer, "labels", pred_name, result.labels, result.index, shape, offset_ids=True, opacity=0.6, **geo
+        )
+        self._bring_into_view(pred)
+        n = count_objects(result.labels)
         self.status.setText(f"'{pred_name}': {n} objects" + (f" in slice {result.index}" if result.index is not None else ""))
 
+    def _bring_into_view(self, layer) -> None:
+        """Show ``layer`` on top when it was hidden (e.g. by "Use as annotations"), so that a
+        new result never lands in a layer the user does not see."""
+        if layer.visible:
+            return
+        layer.visible = True
+        layers = self.viewer.layers
+        layers.move(layers.index(layer), len(layers))
+
     # -- human in the loop -----------------------------------------------------------------------
-    def use_as_annotations(self) -> napari.layers.Labels | None:
-        """Copy ``"<image> prediction"`` into ``"<image> labels"`` for correction."""
+    def confirm_replace(self, name: str, n_lost: int) -> bool:
+        """Ask before replacing painted objects (tests monkeypatch this)."""
+        answer = QMessageBox.question(
+            self, "Replace annotations?",
+            f"Replacing '{name}' with the prediction discards {n_lost} painted object(s).\n"
+            "Replace them? (Choose No and the 'merge' mode to keep them.)",
+            QMessageBox.Yes | QMessageBox.No, QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
+
+    def use_as_annotations(self, mode: str | None = None) -> napari.layers.Labels | None:
+        """Put ``"<image> prediction"`` into ``"<image> labels"`` for correction.
+
+        Parameters
+        ----------
+        mode : {'merge', 'replace'} or None
+            ``'merge'`` keeps every painted object and adds the predicted objects that touch no
+            painted pixel (:func:`merge_annotations`); ``'replace'`` replaces the annotations,
+            after :meth:`confirm_replace` when painted objects would be lost. None: the mode
+            chosen in the widget.
+
+        Returns
+        -------
+        The annotation layer, or None when nothing was changed. The change is one undo step of
+        the layer (Ctrl+Z restores the painted labels).
+        """
         from napari.utils.notifications import show_warning
 
+        from unet_core.errors import InputError
+
+        mode = mode if mode in USE_MODES else self.use_mode_combo.currentData()  # clicked passes a bool
         image = self.image_combo.layer
         pred = find_layer(self.viewer, image.name + PREDICTION_SUFFIX, napari.layers.Labels) if image else None
         if pred is None:
             show_warning("Use as annotations: predict the chosen image first.")
             return None
-        data = np.asarray(pred.data)
-        dtype = ANNOTATION_DTYPE if data.max(initial=0) <= np.iinfo(ANNOTATION_DTYPE).max else np.uint32
+        predicted = np.asarray(pred.data)
         name = image.name + LABELS_SUFFIX
         labels = find_layer(self.viewer, name, napari.layers.Labels)
         if labels is None:
-            labels = self.viewer.add_labels(data.astype(dtype), name=name, **geometry(image))
-        else:
-            labels.data = data.astype(labels.data.dtype if data.max(initial=0) <= np.iinfo(labels.data.dtype).max else dtype)
+            labels = self.viewer.add_labels(
+                predicted.astype(annotation_dtype(int(predicted.max(initial=0)))), name=name, **geometry(image)
+            )
+            return self._annotations_ready(pred, labels, f"Copied into '{name}'")
+        painted = np.asarray(labels.data)
+        try:
+            if mode == MERGE:
+                new = merge_annotations(painted, predicted)
+            else:
+                new = predicted.astype(annotation_dtype(int(predicted.max(initial=0))))
+            lost = painted_objects_lost(painted, new)
+        except InputError as exc:
+            show_warning(f"Use as annotations: {exc}.")
+            return None
+        if lost and not self.confirm_replace(name, lost):
+            self.status.setText(f"'{name}' kept unchanged.")
+            return None
+        undoable = set_labels_undoable(labels, new)
+        added = count_objects(new) - count_objects(painted) if mode == MERGE else count_objects(new)
+        verb = f"Merged {added} predicted object(s) into" if mode == MERGE else "Replaced"
+        note = " (Ctrl+Z undoes it)" if undoable else " (too large to undo; the autosave keeps earlier versions)"
+        return self._annotations_ready(pred, labels, f"{verb} '{name}'{note}")
+
+    def _annotations_ready(self, pred, labels, done: str) -> napari.layers.Labels:
         pred.visible = False
         self.viewer.layers.selection.active = labels
         labels.selected_label = int(np.max(labels.data)) + 1
         labels.mode = "paint"
-        self.status.setText(f"Copied into '{name}': correct it, then fine-tune in the Train widget.")
+        self.status.setText(f"{done}: correct it, then fine-tune in the Train widget.")
         return labels

@@ -86,3 +86,26 @@ def test_the_store_imports_no_qt():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_versions_keep_the_previous_saves(tmp_path):
+    """The old failure: the autosave after "use as annotations" overwrote the painted copy."""
+    from napari_unet._autosave import version_path
+
+    store = AutosaveStore(tmp_path / "auto", versions=3)
+    labels, _ = _layers()
+    session = AnnotationSession("img", (20, 30), labels=labels)
+    saves = []
+    for value in (7, 8, 9, 10):
+        labels.data = np.full((20, 30), value, np.uint16)
+        session.labels_dirty = True
+        store.save(session)
+        saves.append(value)
+    folder = store.session_dir("img")
+    assert [p.name for p in store.versions_of("img")] == ["labels.tif", "labels.1.tif", "labels.2.tif"]
+    assert not version_path(folder, 3).exists()  # only the last 3 saves are kept
+    assert [int(store.load_labels("img", k).max()) for k in range(3)] == [10, 9, 8]  # newest first
+    assert int(store.load_labels("img").max()) == 10  # restoring offers the newest
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary files left
+    with pytest.raises(ValueError, match="versions"):
+        AutosaveStore(tmp_path, versions=0)

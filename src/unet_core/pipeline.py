@@ -3,19 +3,30 @@
 :func:`iter_segment` is the one place where prediction and post-processing meet; the command
 line, the Predict widget and the demos all call it (or :func:`segment`, which drains it).
 :func:`segment_probabilities` re-runs only the post-processing on kept probabilities, e.g. when
-the user changes the threshold after a prediction.
+the user changes the threshold after a prediction. :func:`postprocess_for` gives the
+post-processing a model was fitted with (``meta["postprocess"]`` of its checkpoint), the default
+of every caller that does not choose its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import dataclasses
+import logging
+import os
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .config import PostprocessConfig
+from .config import PostprocessConfig, config_from_dict
+from .errors import InputError
 from .progress import Progress, run_to_end
+
+log = logging.getLogger(__name__)
+
+#: the key of a checkpoint's ``meta`` that holds the model's post-processing (a PostprocessConfig dict)
+POSTPROCESS_KEY = "postprocess"
 
 
 @dataclass(frozen=True)
@@ -116,3 +127,43 @@ def segment(
 ) -> Segmentation:
     """:func:`iter_segment` run to the end (same parameters); returns the :class:`Segmentation`."""
     return run_to_end(iter_segment(model, image, postprocess, **tiling_options))
+
+
+def postprocess_for(source: Any) -> PostprocessConfig:
+    """The post-processing that belongs to a model: its ``meta["postprocess"]``, else the defaults.
+
+    A checkpoint may carry the :class:`PostprocessConfig` fitted for its model (e.g. on the
+    validation split at the end of training) as a dict in ``meta["postprocess"]``; prediction
+    uses it unless the user chooses other options. Unknown keys (a newer napari-unet) are
+    ignored and invalid values fall back to the defaults, each with a warning.
+
+    Parameters
+    ----------
+    source : Checkpoint, path, mapping, model or None
+        A loaded :class:`~unet_core.checkpoint.Checkpoint` (or anything with a ``meta`` dict,
+        e.g. a network that carries one), a checkpoint file (loaded), the ``meta`` mapping
+        itself, or None.
+
+    Returns
+    -------
+    PostprocessConfig
+    """
+    if isinstance(source, str | os.PathLike):
+        from .checkpoint import load_checkpoint
+
+        source = load_checkpoint(source)
+    meta = source if isinstance(source, Mapping) else getattr(source, "meta", None)
+    data = meta.get(POSTPROCESS_KEY) if isinstance(meta, Mapping) else None
+    if not isinstance(data, Mapping):
+        if data is not None:
+            log.warning("ignoring meta['postprocess'] of type %s (expected a dict)", type(data).__name__)
+        return PostprocessConfig()
+    names = {f.name for f in dataclasses.fields(PostprocessConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        log.warning("ignoring unknown post-processing option(s) %s of the model", ", ".join(unknown))
+    try:
+        return config_from_dict(PostprocessConfig, {k: v for k, v in data.items() if k in names})
+    except (InputError, TypeError) as exc:
+        log.warning("the model's post-processing is invalid (%s); using the defaults", exc)
+        return PostprocessConfig()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 import numpy as np
@@ -42,20 +43,34 @@ def add_parser(sub) -> None:
     add_config_arguments(p, PostprocessConfig, title="post-processing (probabilities -> instances)")
     # the name of --no-split-touching before the options were generated from PostprocessConfig
     p.add_argument("--no-split", dest="split_touching", action="store_false", help=argparse.SUPPRESS)
+    _defaults_from_model(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
+
+
+def _defaults_from_model(parser: argparse.ArgumentParser) -> None:
+    """Post-processing options left out stay unset: the model's values fill them in (``run``)."""
+    names = {f.name for f in dataclasses.fields(PostprocessConfig)}
+    for action in parser._actions:
+        if action.dest in names:
+            if action.help and action.help is not argparse.SUPPRESS:
+                default = getattr(PostprocessConfig(), action.dest)
+                action.help = action.help.replace("%(default)s", f"{default}) (the model's own, if it has one", 1)
+            action.default = argparse.SUPPRESS
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..io import labels_dtype, read_image, write_tiff
     from ..memory import PREDICT_BYTES_PER_PIXEL
-    from ..pipeline import iter_segment
+    from ..pipeline import iter_segment, postprocess_for
 
-    postprocess = config_from_args(PostprocessConfig, args)
+    config_from_args(PostprocessConfig, args)  # a wrong option fails before the model loads
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_checkpoint(args.model)
+    postprocess = config_from_args(PostprocessConfig, args, base=postprocess_for(ckpt))
+    log.info("post-processing: %s", postprocess)
     image, meta, channel_axis = read_image(
         args.image, channel_axis=args.channel_axis, what="predict",
         work_bytes_per_pixel=PREDICT_BYTES_PER_PIXEL * ckpt.config.n_classes / 2,
