@@ -156,6 +156,8 @@ class WeightsWidget(QWidget):
         """Compute the map of the shown slice (whole image for 2D) in a worker; False if not started."""
         from napari.utils.notifications import show_warning
 
+        from unet_core.errors import InputError
+
         labels = self.labels_combo.layer
         if labels is None:
             show_warning("Weight map: choose a Labels layer (create one in the Annotate widget).")
@@ -169,8 +171,13 @@ class WeightsWidget(QWidget):
         mask = region_mask(self.region_combo.layer, data.shape)
         if mask is not None and index is not None:
             mask = mask[index]
+        try:
+            weights, train = self.form.value(), self.train_form.value()
+        except InputError as exc:  # an option out of range: say which, never a traceback
+            show_warning(f"Weight map: {exc}")
+            return False
         self.runner.show_progress = not live
-        job = partial(weight_map_job, plane.copy(), mask, self.form.value(), self.train_form.value(), index)
+        job = partial(weight_map_job, plane.copy(), mask, weights, train, index)
         self.runner.start(job)
         self.status.setText("computing..." if index is None else f"computing slice {index}...")
         return True
