@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 from unet_core.config import PostprocessConfig, TrainConfig, field_choices
 
 from ._config_form import ConfigForm
+from ._dock import fit_dock
 from ._jobs import JobOutcome, JobRunner, worker_threads
 from ._layers import (
     ANNOTATION_DTYPE,
@@ -174,6 +175,7 @@ class PredictWidget(QWidget):
         #: the last result, whose probabilities are post-processed again when the options change
         self.last_result: PredictionResult | None = None
         self._reapply_pending = False
+        fit_dock(self, guide="Predict")  # last: scroll, fold, wheel-safe
 
     def reset_choices(self, event=None) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
