@@ -22,7 +22,9 @@ from collections.abc import Iterable
 
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtWidgets import (
+    QAbstractScrollArea,
     QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QFrame,
     QGroupBox,
@@ -44,13 +46,33 @@ MIN_DOCK_HEIGHT = 60
 
 
 class _WheelGuard(QObject):
-    """Event filter: an unfocused combo/spin box ignores wheel events (its parent scrolls)."""
+    """Event filter: an unfocused combo/spin box passes wheel events to the scroll area around it."""
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
-            event.ignore()
-            return True
-        return False
+        if event.type() != QEvent.Wheel or not isinstance(obj, QWidget) or obj.hasFocus():
+            return False
+        area = obj.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            QApplication.sendEvent(area.verticalScrollBar(), event)
+        else:
+            event.ignore()  # Qt offers it to the parents
+        return True
+
+
+class _Content(QWidget):
+    """Scrolled content that is never squeezed below its preferred height.
+
+    A scroll area gives its widget only the minimum height; rows would then shrink and grow
+    whenever another row (a wrapping status label) changes, moving the buttons. Here the
+    minimum is the preferred height, so rows keep their size and the rest scrolls.
+    """
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt API)
+        hint = super().minimumSizeHint()
+        hint.setHeight(max(hint.height(), self.sizeHint().height()))
+        return hint
 
 
 _GUARD: _WheelGuard | None = None
@@ -209,7 +231,7 @@ def fit_dock(widget: QWidget, *, guide: str | None = None, folded: Iterable[str]
     QScrollArea
         The scroll area (also ``widget.dock_scroll``); its widget holds the former layout.
     """
-    content = QWidget()
+    content = _Content()
     content.setObjectName("dock_content")
     old = widget.layout()
     if old is not None:
