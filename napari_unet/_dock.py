@@ -166,6 +166,7 @@ def make_collapsible(box: QGroupBox, expanded: bool = True) -> Collapsible:
     section = Collapsible(box.title(), content, expanded)
     section.setToolTip(box.toolTip())
     box.setTitle("")
+    box.setStyleSheet("QGroupBox { margin-top: 0px; padding-top: 0px; }")  # no empty title row
     layout = QVBoxLayout(box)
     layout.setContentsMargins(4, 2, 4, 2)
     layout.addWidget(section)
