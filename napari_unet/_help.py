@@ -10,6 +10,7 @@ description is long or technical. Each dock's **Help** button shows its section 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from unet_core.config import field_docs
@@ -100,11 +101,13 @@ def field_help(cls: type, name: str) -> str:
 
 # -- the user guide ------------------------------------------------------------------------------
 def user_guide_path() -> Path | None:
-    """The local user guide: packaged with the plugin, or in the source checkout; None if absent."""
+    """The local user guide: in the source checkout, or installed with the package (setup.cfg
+    ``data_files``: ``<prefix>/share/napari-unet/docs``); None if absent."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "docs" / "user-guide.md", here.parent / "docs" / "user-guide.md"):
-        if candidate.is_file():
-            return candidate
+    candidates = [here.parent / "docs", Path(sys.prefix) / "share" / "napari-unet" / "docs"]
+    for folder in candidates:
+        if (folder / "user-guide.md").is_file():
+            return folder / "user-guide.md"
     return None
 
 

@@ -148,3 +148,19 @@ def test_buttons_stay_put_when_the_status_wraps(make_napari_viewer, qtbot, proje
         widget.status.setText("A long status that wraps over several lines. " * 8)
         _settle(qtbot)
         assert button.mapTo(widget, button.rect().topLeft()) == before, name
+
+
+def test_guide_is_found_where_the_wheel_installs_it(tmp_path, monkeypatch):
+    import sys
+
+    import napari_unet._help as help_module
+
+    monkeypatch.setattr(help_module, "__file__", str(tmp_path / "site" / "napari_unet" / "_help.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "env"))
+    assert help_module.user_guide_path() is None
+    installed = tmp_path / "env" / "share" / "napari-unet" / "docs" / "user-guide.md"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("# guide\n\n## 3. Train\n\nPress Start.\n\n## 4. Predict\n\nx\n")
+    assert help_module.user_guide_path() == installed
+    assert help_module.guide_section("Train") == "## 3. Train\n\nPress Start."
+    assert help_module.guide_section("Missing") == ""
