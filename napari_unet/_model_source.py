@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -116,12 +116,22 @@ class ModelSourceChooser(QWidget):
         self.combo.blockSignals(True)
         self.combo.clear()
         self.combo.addItems(items)
+        self._describe_items()
         if self._new_model:
             self.combo.setCurrentText(current if current in items else NEW_MODEL)
         else:
             self.combo.setCurrentIndex(0)
         self.combo.blockSignals(False)
         self._on_changed()
+
+    def _describe_items(self) -> None:
+        """Tooltips of the listed models: where a kept model lives, what a built-in one is for."""
+        tips = {BUILTIN_PREFIX + e.name: e.description for e in builtin_entries()}
+        tips.update({LIBRARY_PREFIX + e.name: str(e.checkpoint) for e in MODELS.library()})
+        for i in range(self.combo.count()):
+            tip = tips.get(self.combo.itemText(i))
+            if tip:
+                self.combo.setItemData(i, tip, Qt.ToolTipRole)
 
     def disconnect_registry(self) -> None:
         """Stop following the registry (the owning widget closes)."""
@@ -188,4 +198,9 @@ class ModelSourceChooser(QWidget):
                 raise InputError(f"{choice} is no longer in the model library "
                                  f"({MODELS.library_folder}); choose another model")
             return ModelSource("library", entry.checkpoint)
-        return ModelSource("builtin", builtin_path(choice[len(BUILTIN_PREFIX):]))
+        from unet_core.errors import CheckpointError
+
+        try:
+            return ModelSource("builtin", builtin_path(choice[len(BUILTIN_PREFIX):]))
+        except CheckpointError as exc:  # the file is missing: say so like any other input problem
+            raise InputError(str(exc)) from exc

@@ -41,6 +41,8 @@ class ModelEntry:
         True when training was stopped early.
     origin : {'session', 'library', 'builtin'}
         Trained in this session, kept in the model library, or shipped with napari-unet.
+    description : str
+        What the model is for (built-in models), shown as a tooltip.
     """
 
     name: str
@@ -48,6 +50,7 @@ class ModelEntry:
     checkpoint: Path | None = None
     stopped: bool = False
     origin: Origin = "session"
+    description: str = ""
 
 
 def builtin_entries() -> list[ModelEntry]:
@@ -56,8 +59,9 @@ def builtin_entries() -> list[ModelEntry]:
         from unet_core import builtin_models  # type: ignore[attr-defined]
     except ImportError:
         return []
-    names = [str(getattr(m, "name", m)) for m in builtin_models.list_builtin_models()]
-    return [ModelEntry(name, origin="builtin") for name in names]
+    return [ModelEntry(str(getattr(m, "name", m)), origin="builtin",
+                       description=str(getattr(m, "description", "")))
+            for m in builtin_models.list_builtin_models()]
 
 
 def builtin_path(name: str) -> Path:

@@ -11,6 +11,23 @@ import pytest
 from napari_unet._registry import ModelEntry, ModelRegistry, builtin_entries, keep_in_library
 
 
+def _fake_builtins(folder: Path) -> types.ModuleType:
+    """A stand-in for unet_core.builtin_models: one model 'nuclei-2d' whose file is in ``folder``."""
+    from unet_core.errors import CheckpointError
+
+    fake = types.ModuleType("unet_core.builtin_models")
+    model = types.SimpleNamespace(name="nuclei-2d", description="fluorescent nuclei")
+
+    def path(name):
+        if not (folder / f"{name}.pt").is_file():
+            raise CheckpointError(f"built-in model {name!r} is missing; reinstall napari-unet")
+        return folder / f"{name}.pt"
+
+    fake.list_builtin_models = lambda: [model]
+    fake.builtin_model_path = path
+    return fake
+
+
 def _checkpoint(path: Path, payload: bytes = b"weights") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(payload)
@@ -51,19 +68,21 @@ def test_library_copy_is_atomic_and_replaces_a_same_named_model(tmp_path):
 def test_builtin_models_hook(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "unet_core.builtin_models", None)  # not installed: no entries
     assert builtin_entries() == []
-    fake = types.ModuleType("unet_core.builtin_models")
-    fake.list_builtin_models = lambda: ["nuclei-2d"]
-    fake.builtin_model_path = lambda name: tmp_path / f"{name}.pt"
+    fake = _fake_builtins(tmp_path)
     monkeypatch.setitem(sys.modules, "unet_core.builtin_models", fake)
     import unet_core
 
     monkeypatch.setattr(unet_core, "builtin_models", fake, raising=False)
-    assert [(e.name, e.origin) for e in builtin_entries()] == [("nuclei-2d", "builtin")]
+    assert [(e.name, e.origin, e.description) for e in builtin_entries()] == [
+        ("nuclei-2d", "builtin", "fluorescent nuclei")
+    ]
 
 
 @pytest.mark.gui
 def test_train_and_predict_list_the_library(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_UNET_HOME", str(tmp_path / "home"))
+    from qtpy.QtCore import Qt
+
     from napari_unet._model_source import (
         BUILTIN_PREFIX,
         CHECKPOINT_FILE,
@@ -73,12 +92,10 @@ def test_train_and_predict_list_the_library(qtbot, tmp_path, monkeypatch):
     )
     from napari_unet._project import library_dir
     from napari_unet._registry import MODELS
+    from unet_core.errors import InputError
 
     _checkpoint(library_dir() / "kept.pt")
-    fake = types.ModuleType("unet_core.builtin_models")
-    fake.list_builtin_models = lambda: ["nuclei-2d"]
-    fake.builtin_model_path = lambda name: tmp_path / f"{name}.pt"
-    monkeypatch.setitem(sys.modules, "unet_core.builtin_models", fake)
+    monkeypatch.setitem(sys.modules, "unet_core.builtin_models", _fake_builtins(tmp_path))
     MODELS.clear()
     try:
         train = ModelSourceChooser(new_model=True, saved_only=True, placeholder="", missing_hint="")
@@ -90,15 +107,18 @@ def test_train_and_predict_list_the_library(qtbot, tmp_path, monkeypatch):
         assert predict.items() == [kept, builtin, CHECKPOINT_FILE]
         assert predict.source().kind == "library"
         assert predict.source().checkpoint == library_dir() / "kept.pt"
+        assert train.combo.itemData(3, Qt.ToolTipRole) == "fluorescent nuclei"
+        assert predict.combo.itemData(0, Qt.ToolTipRole) == str(library_dir() / "kept.pt")
         train.combo.setCurrentText(builtin)
+        with pytest.raises(InputError, match="reinstall"):  # its file is missing
+            train.source()
+        _checkpoint(tmp_path / "nuclei-2d.pt")
         assert (train.source().kind, train.source().checkpoint) == ("builtin", tmp_path / "nuclei-2d.pt")
         # a model trained now is kept in the library and listed at once
         MODELS.add(ModelEntry("fresh", object(), _checkpoint(tmp_path / "fresh.pt")))
         assert (library_dir() / "fresh.pt").is_file()
         assert predict.combo.currentText() == "this session: fresh"
         (library_dir() / "kept.pt").unlink()
-        from unet_core.errors import InputError
-
         predict.combo.setCurrentText(kept)
         with pytest.raises(InputError, match="no longer in the model library"):
             predict.source()
