@@ -47,6 +47,7 @@ from ._autosave import (
     AutosaveStore,
     find_autosave,
 )
+from ._dock import fit_dock
 from ._layers import (
     ANNOTATION_DTYPE,
     LABELS_SUFFIX,
@@ -148,6 +149,7 @@ class AnnotateWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._show_pixel_size()
         self.check_restore()
+        fit_dock(self, guide="Annotate")  # last: scroll, fold, wheel-safe
 
     # -- napari hooks ----------------------------------------------------------------------------
     def reset_choices(self, event=None) -> None:

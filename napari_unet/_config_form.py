@@ -26,12 +26,24 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QLineEdit,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
 from unet_core.config import choices_are_open, field_choices, field_docs
 
-__all__ = ["TRISTATE", "ConfigForm", "field_docs"]
+from ._help import field_help
+
+__all__ = ["BASIC_FIELDS", "TRISTATE", "ConfigForm", "field_docs"]
+
+#: The one place that says which options a form shows at first, per config class (by name): the
+#: other fields go into a folded "Advanced" section. Classes not listed show every field.
+BASIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "TrainConfig": ("iterations", "time_limit", "learning_rate", "augment", "device"),
+    "ModelConfig": ("arch", "depth", "base_channels"),
+    "WeightMapConfig": ("w0", "sigma"),
+    "PostprocessConfig": ("threshold", "split_touching", "min_size"),
+}
 
 
 def _is_optional_number(tp: Any) -> bool:
@@ -72,6 +84,15 @@ class ConfigForm(QWidget):
         Fields not to show (nested configs are never shown).
     labels : dict, optional
         Display labels per field (default: the field name in words).
+    basic : sequence of str, optional
+        Fields shown at first; the others go into a folded "Advanced" section (default:
+        :data:`BASIC_FIELDS` of the config class; when none of the shown fields is basic, all
+        are shown flat).
+
+    Attributes
+    ----------
+    advanced : Collapsible or None
+        The folded section of the non-basic fields.
     """
 
     #: emitted whenever an editor's value changes (by the user or by :meth:`set`)
@@ -84,6 +105,7 @@ class ConfigForm(QWidget):
         fields: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
         labels: dict[str, str] | None = None,
+        basic: Sequence[str] | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -96,20 +118,37 @@ class ConfigForm(QWidget):
         if fields is not None:
             names = [n for n in fields if n in names]
         self.editors: dict[str, QWidget] = {}
-        layout = QFormLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
         for name in names:
-            if name in exclude:
-                continue
-            editor = self._make_editor(name, getattr(config, name))
+            editor = None if name in exclude else self._make_editor(name, getattr(config, name))
             if editor is None:
                 continue
-            editor.setToolTip(docs.get(name, ""))
+            editor.setToolTip(field_help(type(config), name))
             editor.setObjectName(name)
             _edited_signal(editor).connect(self._emit_changed)
             self.editors[name] = editor
-            text = (labels or {}).get(name, name.replace("_", " "))
-            layout.addRow(text, editor)
+        self._lay_out(basic, labels or {})
+
+    def _lay_out(self, basic: Sequence[str] | None, labels: dict[str, str]) -> None:
+        """Rows of the basic fields, then the others in a folded "Advanced" section."""
+        from ._dock import Collapsible
+
+        basic = BASIC_FIELDS.get(type(self._config).__name__) if basic is None else basic
+        if basic is None or not set(basic) & set(self.editors):
+            basic = tuple(self.editors)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        main, extra = QFormLayout(), QFormLayout()
+        layout.addLayout(main)
+        for name, editor in self.editors.items():
+            text = labels.get(name, name.replace("_", " "))
+            (main if name in basic else extra).addRow(text, editor)
+        self.advanced = None
+        if extra.rowCount():
+            content = QWidget()
+            content.setLayout(extra)
+            extra.setContentsMargins(12, 0, 0, 0)
+            self.advanced = Collapsible("Advanced", content, expanded=False)
+            layout.addWidget(self.advanced)
 
     def _emit_changed(self, *_) -> None:
         self.changed.emit()

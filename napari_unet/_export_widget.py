@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._dock import fit_dock
 from ._layers import LABELS_SUFFIX, PREDICTION_SUFFIX, PROBABILITY_SUFFIX, real_viewer
 from ._project import ask_overwrite, exports_dir, safe_name
 
@@ -65,6 +66,7 @@ class ExportWidget(QWidget):
         layout.addStretch(1)
         self.folder_button.clicked.connect(self.choose_folder)
         self.export_button.clicked.connect(self.export)
+        fit_dock(self, guide="Export")  # last: scroll, fold, wheel-safe
 
     def choose_folder(self) -> None:
         """Pick the export folder."""

@@ -1,7 +1,8 @@
 """Where a model comes from: one chooser for the Train and Predict widgets.
 
 A combo box lists the sources (a new model, a checkpoint file, the models trained in this
-session, see :data:`napari_unet._registry.MODELS`) above a checkpoint path with a "..." button;
+session, the model library kept across sessions and the built-in models, see
+:data:`napari_unet._registry.MODELS`) above a checkpoint path with a "..." button;
 :meth:`ModelSourceChooser.source` says what was chosen as a plain :class:`ModelSource`.
 """
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -23,11 +24,13 @@ from qtpy.QtWidgets import (
 )
 
 from ._project import models_dir
-from ._registry import MODELS
+from ._registry import MODELS, builtin_entries, builtin_path
 
 NEW_MODEL = "new model"
 CHECKPOINT_FILE = "checkpoint file"
 SESSION_PREFIX = "this session: "
+LIBRARY_PREFIX = "library: "
+BUILTIN_PREFIX = "built-in: "
 
 
 @dataclass(frozen=True)
@@ -36,15 +39,16 @@ class ModelSource:
 
     Attributes
     ----------
-    kind : {'new', 'checkpoint', 'session'}
-        A network built from the form, a checkpoint file, or a model trained in this session.
+    kind : {'new', 'checkpoint', 'session', 'library', 'builtin'}
+        A network built from the form, a checkpoint file, a model trained in this session, a
+        model of the library, or a built-in model.
     checkpoint : Path or None
         The checkpoint file (a session model's own file, when it was saved).
     model : SegmentationNet or None
         The network in memory (session models only).
     """
 
-    kind: Literal["new", "checkpoint", "session"]
+    kind: Literal["new", "checkpoint", "session", "library", "builtin"]
     checkpoint: Path | None = None
     model: Any = None
 
@@ -95,9 +99,11 @@ class ModelSourceChooser(QWidget):
         """The sources offered now, in display order."""
         names = [n for n in MODELS.names() if not self._saved_only or MODELS.get(n).checkpoint]
         session = [SESSION_PREFIX + n for n in names]
+        kept = [LIBRARY_PREFIX + e.name for e in MODELS.library()]
+        kept += [BUILTIN_PREFIX + e.name for e in builtin_entries()]
         if self._new_model:
-            return [NEW_MODEL, CHECKPOINT_FILE, *session]
-        return [*reversed(session), CHECKPOINT_FILE]  # newest first
+            return [NEW_MODEL, CHECKPOINT_FILE, *session, *kept]
+        return [*reversed(session), *kept, CHECKPOINT_FILE]  # newest first
 
     def refresh(self) -> None:
         """Re-list the sources (the registry changed)."""
@@ -110,12 +116,22 @@ class ModelSourceChooser(QWidget):
         self.combo.blockSignals(True)
         self.combo.clear()
         self.combo.addItems(items)
+        self._describe_items()
         if self._new_model:
             self.combo.setCurrentText(current if current in items else NEW_MODEL)
         else:
             self.combo.setCurrentIndex(0)
         self.combo.blockSignals(False)
         self._on_changed()
+
+    def _describe_items(self) -> None:
+        """Tooltips of the listed models: where a kept model lives, what a built-in one is for."""
+        tips = {BUILTIN_PREFIX + e.name: e.description for e in builtin_entries()}
+        tips.update({LIBRARY_PREFIX + e.name: str(e.checkpoint) for e in MODELS.library()})
+        for i in range(self.combo.count()):
+            tip = tips.get(self.combo.itemText(i))
+            if tip:
+                self.combo.setItemData(i, tip, Qt.ToolTipRole)
 
     def disconnect_registry(self) -> None:
         """Stop following the registry (the owning widget closes)."""
@@ -165,7 +181,26 @@ class ModelSourceChooser(QWidget):
             if self._saved_only and entry.checkpoint is None:
                 raise InputError(f"{choice} has no saved checkpoint; choose another model")
             return ModelSource("session", entry.checkpoint, entry.model)
+        if choice.startswith((LIBRARY_PREFIX, BUILTIN_PREFIX)):
+            return self._kept_source(choice)
         text = self.checkpoint_edit.text().strip()
         if not text or not Path(text).expanduser().is_file():
             raise InputError(f"checkpoint {text or '(none)'} not found; {self._hint}")
         return ModelSource("checkpoint", Path(text).expanduser())
+
+    def _kept_source(self, choice: str) -> ModelSource:
+        """A library or built-in model chosen as ``choice`` (its checkpoint file)."""
+        from unet_core.errors import InputError
+
+        if choice.startswith(LIBRARY_PREFIX):
+            entry = MODELS.get(choice[len(LIBRARY_PREFIX):], origin="library")
+            if entry is None or not entry.checkpoint.is_file():
+                raise InputError(f"{choice} is no longer in the model library "
+                                 f"({MODELS.library_folder}); choose another model")
+            return ModelSource("library", entry.checkpoint)
+        from unet_core.errors import CheckpointError
+
+        try:
+            return ModelSource("builtin", builtin_path(choice[len(BUILTIN_PREFIX):]))
+        except CheckpointError as exc:  # the file is missing: say so like any other input problem
+            raise InputError(str(exc)) from exc

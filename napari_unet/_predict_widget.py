@@ -40,6 +40,7 @@ from unet_core.config import PostprocessConfig, TrainConfig, field_choices
 
 from ._annotations import annotation_dtype, count_objects, merge_annotations, painted_objects_lost
 from ._config_form import ConfigForm
+from ._dock import fit_dock
 from ._jobs import JobOutcome, JobRunner, worker_threads
 from ._layers import (
     LABELS_SUFFIX,
@@ -198,6 +199,7 @@ class PredictWidget(QWidget):
         #: the last result, whose probabilities are post-processed again when the options change
         self.last_result: PredictionResult | None = None
         self._reapply_pending = False
+        fit_dock(self, guide="Predict")  # last: scroll, fold, wheel-safe
 
     def reset_choices(self, event=None) -> None:
         """Refresh the layer list (napari calls this when layers change)."""

@@ -1,8 +1,9 @@
 """Where the plugin keeps its files, and asking before anything is overwritten.
 
 The project folder defaults to ``~/.napari-unet`` (``$NAPARI_UNET_HOME`` overrides it); each
-image gets ``autosave/<image>/`` for its annotations. Checkpoints default to ``models/`` and
-exports to ``exports/`` inside it.
+image gets ``autosave/<image>/`` for its annotations. Checkpoints default to ``models/``, the
+model library (trained models, listed in Train and Predict after a restart) is
+``models/library/`` and exports go to ``exports/`` inside it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def autosave_dir(image_name: str, base: str | os.PathLike | None = None) -> Path
 def models_dir() -> Path:
     """Default folder for checkpoints."""
     return project_home() / "models"
+
+
+def library_dir() -> Path:
+    """The model library: named checkpoints kept across sessions (``models/library``)."""
+    return models_dir() / "library"
 
 
 def exports_dir() -> Path:

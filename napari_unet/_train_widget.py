@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._config_form import ConfigForm
+from ._dock import fit_dock
 from ._jobs import JobOutcome, JobRunner, worker_threads
 from ._layers import (
     LABELS_SUFFIX,
@@ -185,6 +186,7 @@ class TrainWidget(QWidget):
         self.image_combo.currentTextChanged.connect(self._on_image_chosen)
         self._on_source_changed()
         self._on_image_chosen()
+        fit_dock(self, guide="Train", folded=("Weight map", "Augmentation"))  # last: scroll, fold, wheel-safe
 
     def reset_choices(self, event=None) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""

@@ -25,6 +25,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ._config_form import ConfigForm
+from ._dock import fit_dock
 from ._jobs import JobOutcome, JobRunner
 from ._layers import (
     WEIGHTS_SUFFIX,
@@ -112,6 +113,7 @@ class WeightsWidget(QWidget):
         self.compute_button.clicked.connect(self.compute)
         self.labels_combo.currentTextChanged.connect(self._on_labels_chosen)
         self._on_labels_chosen()
+        fit_dock(self, guide="Weight map")  # last: scroll, fold, wheel-safe
 
     def reset_choices(self, event=None) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""

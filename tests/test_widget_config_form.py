@@ -37,6 +37,8 @@ def test_edits_and_optional_numbers(qtbot):
     assert (cfg.iterations, cfg.learning_rate, cfg.time_limit, cfg.augment, cfg.optimizer) == (7, 0.0005, 12.5, False, "sgd")
     form.set("time_limit", None)
     assert form.value().time_limit is None
-    # tooltips come from the numpydoc Attributes section
-    assert "steps" in field_docs(TrainConfig)["iterations"]
-    assert form.editors["iterations"].toolTip() == field_docs(TrainConfig)["iterations"]
+    # tooltips come from the numpydoc Attributes section, as plain text (no reST literals)
+    assert "``time_limit``" in field_docs(TrainConfig)["iterations"]
+    assert form.editors["iterations"].toolTip() == (
+        "Optimisation steps (an upper bound when time_limit is set)."
+    )

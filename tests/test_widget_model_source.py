@@ -8,7 +8,10 @@ from gui_support import cpu_only, open_widget, project_home, registry  # noqa: F
 pytestmark = pytest.mark.gui
 
 
-def test_train_and_predict_share_the_chooser(make_napari_viewer, tmp_path, cpu_only, project_home, registry):  # noqa: F811
+def test_train_and_predict_share_the_chooser(make_napari_viewer, tmp_path, cpu_only, project_home, registry, monkeypatch):  # noqa: F811
+    import sys
+
+    monkeypatch.setitem(sys.modules, "unet_core.builtin_models", None)  # no built-in models listed
     from napari_unet._model_source import CHECKPOINT_FILE, NEW_MODEL, ModelSourceChooser
     from napari_unet._registry import ModelEntry
     from unet_core.errors import InputError
