@@ -3,6 +3,7 @@
 # testing extra. Called by the Makefile; safe to run again (it only does what is missing).
 #
 #   scripts/setup-env.sh [EXTRAS]      e.g. scripts/setup-env.sh pyqt5,testing
+#   VENV=.venv-pyqt6 scripts/setup-env.sh pyqt6,testing     (another venv: `make test-pyqt6`)
 #
 # Torch: when the venv has no torch, `torch==2.13.0` is installed first, so that the loose
 # `torch>=2.2` in setup.cfg is already satisfied and pip never pulls a CUDA build by accident
@@ -10,7 +11,7 @@
 set -euo pipefail
 extras=${1:-pyqt5}
 py=${PYTHON:-python3}
-venv=.venv
+venv=${VENV:-.venv}
 torch_pin=${TORCH_PIN:-torch==2.13.0}
 
 # --- system packages for a headless display (Xvfb + the libraries Qt/OpenGL need) -----------
