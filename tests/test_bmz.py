@@ -71,7 +71,8 @@ def test_valid_size_rule():
     assert all(net.is_valid_input_size(lo + k * step) for k in range(6))
     assert not any(net.is_valid_input_size(n) for n in range(1, lo))
     assert not any(net.is_valid_input_size(lo + k) for k in range(1, step))
-    assert valid_size_rule(UNet(depth=2, base_channels=4, padding="same")) == (4, 4)
+    same = UNet(depth=2, base_channels=4, padding="same")  # context 20: min keeps 1 pixel inside the halo
+    assert valid_size_rule(same) == (44, 4) and same.context == 20
 
 
 def test_export_refuses_bad_options(tmp_path):
@@ -170,17 +171,18 @@ def test_package_describes_the_model(package):
 
 @pytest.mark.slow
 def test_native_roundtrip_predicts_exactly_like_the_checkpoint(package, sample):
-    from unet_core.bmz import load_bmz
+    from unet_core.bmz import load_model_file
     from unet_core.checkpoint import Checkpoint, load_checkpoint
     from unet_core.models.unet import UNet
     from unet_core.tiling import predict_tiled
 
     ckpt_path, pkg = package
-    loaded = load_bmz(pkg)
+    loaded = load_model_file(pkg)
     assert isinstance(loaded, Checkpoint) and isinstance(loaded.model, UNet)
     assert loaded.meta["bmz_package"] == str(pkg)
     original = load_checkpoint(ckpt_path)
     assert loaded.config == original.config
+    assert isinstance(load_model_file(ckpt_path), Checkpoint)  # a .pt stays a checkpoint
     image = sample[0]
     want = predict_tiled(original.model, image, device="cpu")
     assert np.array_equal(predict_tiled(loaded.model, image, device="cpu"), want)
@@ -190,6 +192,7 @@ def test_native_roundtrip_predicts_exactly_like_the_checkpoint(package, sample):
 def test_foreign_package_runs_through_bioimageio_core(package, sample, tmp_path):
     from unet_core.bmz import BmzPredictor, load_bmz
     from unet_core.checkpoint import load_checkpoint
+    from unet_core.progress import run_to_end
     from unet_core.tiling import predict_tiled
 
     ckpt_path, pkg = package
@@ -202,8 +205,10 @@ def test_foreign_package_runs_through_bioimageio_core(package, sample, tmp_path)
     # bioimage.io takes the percentiles over the mirror-padded input, the engine over the image
     assert np.abs(got - want).mean() < 5e-3
     assert (got.argmax(0) == want.argmax(0)).mean() > 0.99
-    stack = foreign.predict(np.stack([image, image]))
+    records = []
+    stack = run_to_end(foreign.iter_predict(np.stack([image, image])), records.append)
     assert stack.shape == (2, 2, 100, 90) and np.allclose(stack[1], got, atol=1e-6)
+    assert [(r.step, r.total) for r in records] == [(1, 2), (2, 2)]
 
 
 @pytest.mark.slow
@@ -244,3 +249,31 @@ def test_cli_export_errors_are_one_line(package, tmp_path, capsys):
     before = pkg.read_bytes()
     assert main(["export-bmz", str(ckpt_path), "-o", str(pkg), "--author", "A"]) == 2
     assert "--overwrite" in capsys.readouterr().err and pkg.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_same_padded_net_declares_its_halo(tmp_path, sample):
+    pytest.importorskip("bioimageio.core")
+    import torch
+    from bioimageio.core import test_model
+
+    from unet_core.bmz import BmzPredictor, export_bmz, load_bmz, output_halo
+    from unet_core.checkpoint import save_checkpoint
+    from unet_core.models.unet import UNet
+    from unet_core.tiling import predict_tiled
+
+    torch.manual_seed(1)
+    net = UNet(depth=2, base_channels=4, padding="same").eval()
+    pkg = export_bmz(save_checkpoint(tmp_path / "same.pt", net), tmp_path / "same.zip", authors=["A"])
+    summary = test_model(pkg)
+    assert summary.status == "passed", [d.name for d in summary.details if d.status == "failed"]
+    rdf = _rdf(pkg)
+    y_out = next(a for a in rdf["outputs"][0]["axes"] if a.get("id") == "y")
+    assert y_out["halo"] == output_halo(net) == net.context > 0 and y_out["size"]["offset"] == 0
+    lo, step = valid_size_rule(net)
+    assert lo % step == 0 and lo > 2 * net.context
+    foreign = load_bmz(_rewrite(pkg, tmp_path / "foreign.zip", _foreign))
+    assert isinstance(foreign, BmzPredictor) and foreign._halo == (net.context, net.context)
+    image = sample[0][:70, :50]
+    got, want = foreign.predict(image), predict_tiled(net, image, device="cpu")
+    assert got.shape == want.shape and np.abs(got - want).mean() < 5e-3

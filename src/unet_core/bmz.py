@@ -27,14 +27,17 @@ import re
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import CheckpointError, InputError
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -201,18 +204,28 @@ def _save_package(descr, path: Path) -> None:
 
 
 def valid_size_rule(model) -> tuple[int, int]:
-    """``(min, step)`` of the input edges a network accepts: ``min + n * step``, n = 0, 1, ...
+    """``(min, step)`` of the input edges a package accepts: ``min + n * step``, n = 0, 1, ...
 
-    'valid' U-Nets accept exactly these sizes (step ``2**depth``); 'same' nets accept any size
-    but pad to a multiple of ``2**depth`` inside, so their rule asks for those multiples.
+    'valid' U-Nets accept exactly these sizes (step ``2**depth``). 'same' nets accept any size
+    but pad to a multiple of ``2**depth`` inside, so their rule asks for those multiples, from
+    the first one that keeps a pixel after cropping the output halo (:func:`output_halo`).
     """
     step = int(model.size_multiple)
     if model.border == 0:
-        return step, step
+        return -(-(2 * output_halo(model) + 1) // step) * step, step
     lo = model.valid_input_size(1)
     if not all(model.is_valid_input_size(lo + k * step) for k in range(4)):
         raise InputError(f"the network's valid input sizes are not {lo} + n * {step}; cannot export it")
     return lo, step
+
+
+def output_halo(model) -> int:
+    """Output pixels per side that a tiling consumer should crop (0 for 'valid' nets).
+
+    A 'valid' net crops its border itself (the package says so with a size offset); a padded
+    net's outputs within ``context`` pixels of a tile edge depend on its zero padding.
+    """
+    return 0 if model.border else int(model.context)
 
 
 def test_input_from(model, image: np.ndarray | None, min_output: int) -> np.ndarray:
@@ -449,11 +462,16 @@ def _tensor_descrs(ckpt, f: _PackageFiles) -> tuple[list, list]:
         data=s.IntervalOrRatioDataDescr(type="float32"),
         preprocessing=_preprocessing(cfg.normalization),
     )
-    # a 'valid' net crops its halo itself: the output is 2 * border smaller (spec: size offset)
-    space_out = [
-        s.SpaceOutputAxis(id=s.AxisId(a), size=s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a), offset=-2 * border))
-        for a in "yx"
-    ]
+    # a 'valid' net crops its halo itself: the output is 2 * border smaller (spec: size offset);
+    # a 'same' net's halo is left for the consumer to crop from each tile
+    halo = output_halo(ckpt.model)
+    space_out = []
+    for a in "yx":
+        size = s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a), offset=-2 * border)
+        space_out.append(
+            s.SpaceOutputAxisWithHalo(id=s.AxisId(a), size=size, halo=halo) if halo
+            else s.SpaceOutputAxis(id=s.AxisId(a), size=size)
+        )
     names = [s.Identifier(_identifier(n)) for n in cfg.class_names]
     if len(set(names)) != len(names):
         names = [s.Identifier(f"class{i}") for i in range(cfg.n_classes)]
@@ -535,6 +553,20 @@ def is_bmz_package(path: str | os.PathLike) -> bool:
     return any(n in ("rdf.yaml", "bioimageio.yaml") or n.endswith(".bioimageio.yaml") for n in names)
 
 
+def load_model_file(path: str | os.PathLike):
+    """A checkpoint (``.pt``) or a bioimage.io package: :func:`load_bmz` or ``load_checkpoint``.
+
+    Returns
+    -------
+    Checkpoint or BmzPredictor
+    """
+    if is_bmz_package(path):
+        return load_bmz(path)
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
+
+
 def load_bmz(path: str | os.PathLike):
     """Load a bioimage.io model package, natively when napari-unet made it.
 
@@ -577,7 +609,7 @@ def _load_description(p: Path):
     from bioimageio.spec import InvalidDescr
 
     try:
-        descr = spec.load_description(p, perform_io_checks=False)
+        descr = spec.load_description(p, perform_io_checks=False, format_version="latest")
     except Exception as exc:  # noqa: BLE001 - broken zips, YAML errors, unknown formats
         raise CheckpointError(f"{p}: unreadable bioimage.io package ({type(exc).__name__}: {exc})") from None
     if isinstance(descr, InvalidDescr):
@@ -707,6 +739,8 @@ class BmzPredictor:
         self._in_axes, self._out_axes = ins, outs
         ch = [a for a in self._in.axes if a.type == "channel"]
         self.in_channels = int(ch[0].size) if ch else 1
+        halos = {str(a.id): int(getattr(a, "halo", 0) or 0) for a in self._out.axes}
+        self._halo = (halos["y"], halos["x"])
         self._pipeline = None
 
     def _pipeline_for_cpu(self):
@@ -717,13 +751,29 @@ class BmzPredictor:
         return self._pipeline
 
     def predict(self, image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
-        """Probabilities of a 2D image ``(Y, X)`` / ``(C, Y, X)``, or per slice of a stack.
+        """Probabilities of an image; see :meth:`iter_predict` (this drains it)."""
+        from .progress import run_to_end
+
+        return run_to_end(self.iter_predict(image, channel_axis=channel_axis))
+
+    def iter_predict(
+        self, image: np.ndarray, *, channel_axis: int | None = None
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Predict a 2D image ``(Y, X)`` / ``(C, Y, X)``, or a stack slice by slice, yielding progress.
+
+        Each slice runs in one pass (mirror-padded to the model's next valid size, cropped
+        back), so memory grows with the image.
 
         Parameters
         ----------
         image : ndarray
             ``(Y, X)``, ``(C, Y, X)`` with ``channel_axis``, ``(Z, Y, X)`` or ``(Z, C, Y, X)``.
         channel_axis : int or None
+
+        Yields
+        ------
+        Progress
+            ``stage='predict'``, one record per slice.
 
         Returns
         -------
@@ -732,9 +782,14 @@ class BmzPredictor:
             single-channel output p is read as the foreground probability: ``[1 - p, p]``.
         """
         from .arrays import as_channel_stack
+        from .progress import Progress
 
         stack, single = as_channel_stack(np.asarray(image), channel_axis, self.in_channels)
-        out = np.stack([self._predict_slice(s) for s in stack])
+        out = []
+        for z, slab in enumerate(stack):
+            out.append(self._predict_slice(slab))
+            yield Progress("predict", z + 1, len(stack), f"slice {z + 1}/{len(stack)} ({self.name})")
+        out = np.stack(out)
         return out[0] if single else out
 
     def _predict_slice(self, slab: np.ndarray) -> np.ndarray:
@@ -742,8 +797,10 @@ class BmzPredictor:
         from bioimageio.core import Sample, Tensor
 
         h, w = slab.shape[-2:]
-        (ny, nx), (oy, ox) = self._valid_shape(h, w)
-        py, px = (ny - oy) // 2, (nx - ox) // 2  # context the model crops itself, per side
+        hy, hx = self._halo
+        (ny, nx), (oy, ox) = self._valid_shape(h + 2 * hy, w + 2 * hx)
+        # per side: the context the model crops itself, plus the output halo we crop
+        py, px = (ny - oy) // 2 + hy, (nx - ox) // 2 + hx
         x = np.pad(slab, ((0, 0), (py, ny - h - py), (px, nx - w - px)), mode="symmetric")
         x = x.astype(np.float32)
         arr = x if "channel" in self._in_axes else x[0]
@@ -753,10 +810,12 @@ class BmzPredictor:
         arr = np.transpose(arr, [order.index(a) for a in self._in_axes])
         tid = self._in.id
         sample = Sample(members={tid: Tensor(arr, dims=tuple(self._axis_ids(self._in)))}, stat={}, id="napari-unet")
-        result = self._pipeline_for_cpu().predict_sample_without_blocking(sample)
+        result = self._pipeline_for_cpu().predict_sample_without_blocking(
+            sample, skip_input_padding=True, skip_output_cropping=True  # padded and cropped here
+        )
         y = np.asarray(result.members[self._out.id].data, dtype=np.float32)
         y = np.moveaxis(y, [self._out_axes.index(a) for a in ("y", "x")], [-2, -1])
-        y = y.reshape(-1, *y.shape[-2:])[:, :h, :w]
+        y = y.reshape(-1, *y.shape[-2:])[:, hy : hy + h, hx : hx + w]
         return np.stack([1.0 - y[0], y[0]]) if y.shape[0] == 1 else y
 
     @staticmethod
