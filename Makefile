@@ -36,14 +36,15 @@ demo: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q
 
-# napari installs PyQt6 by default: the GUI tests in a second venv with the pyqt6 extra
-$(STAMP_PYQT6): setup.cfg pyproject.toml scripts/setup-env.sh
-	VENV=$(VENV_PYQT6) scripts/setup-env.sh pyqt6,testing
+# napari installs PyQt6 by default: the GUI tests again in .venv-pyqt6, a second venv layered on
+# .venv (same packages, PyQt6 instead of PyQt5; see scripts/setup-env.sh)
+$(STAMP_PYQT6): $(STAMP_TEST)
+	VENV=$(VENV_PYQT6) BASE_VENV=$(VENV) scripts/setup-env.sh pyqt6,testing
 	@touch $@
 
 test-pyqt6: $(STAMP_PYQT6)
-	QT_API=pyqt6 $(VENV_PYQT6)/bin/python -c "import qtpy; assert qtpy.API_NAME == 'PyQt6', qtpy.API_NAME"
-	QT_API=pyqt6 $(VENV_PYQT6)/bin/python -m pytest -q -m gui
+	$(VENV_PYQT6)/bin/python -c "import qtpy; assert qtpy.API_NAME == 'PyQt6', qtpy.API_NAME"
+	QT_API=pyqt6 PYTEST_QT_API=pyqt6 $(VENV_PYQT6)/bin/python -m pytest -q -m gui
 
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check src napari_unet tests benchmarks scripts
