@@ -249,6 +249,10 @@ def test_cli_export_errors_are_one_line(package, tmp_path, capsys):
     before = pkg.read_bytes()
     assert main(["export-bmz", str(ckpt_path), "-o", str(pkg), "--author", "A"]) == 2
     assert "--overwrite" in capsys.readouterr().err and pkg.read_bytes() == before
+    assert main(["export-bmz", str(ckpt_path), "-o", str(tmp_path / "p.zip"), "--author", "A",
+                 "--license", "NOT-A-LICENCE"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown licence 'NOT-A-LICENCE'" in err and len(err) < 300 and not (tmp_path / "p.zip").exists()
 
 
 @pytest.mark.slow

@@ -173,6 +173,7 @@ def export_bmz(
             f"bioimage.io export supports U-Nets; this checkpoint is a {ckpt.config.arch!r} network"
         )
     _bioimageio()
+    _license_id(options.license)  # before the slow part
     from .io import atomic_path
 
     with tempfile.TemporaryDirectory(prefix="napari-unet-bmz-") as tmp:
@@ -501,6 +502,20 @@ def _weights_descr(f: _PackageFiles):
     )
 
 
+def _license_id(name: str):
+    """bioimage.io's ``LicenseId`` of an SPDX identifier, or :class:`InputError` naming examples."""
+    from bioimageio.spec.model import v0_5 as s
+    from pydantic import ValidationError
+
+    try:
+        return s.LicenseId(name)
+    except ValidationError:
+        raise InputError(
+            f"unknown licence {name!r}; give an SPDX identifier such as CC-BY-4.0, CC0-1.0, MIT "
+            "or BSD-3-Clause (https://spdx.org/licenses/)"
+        ) from None
+
+
 def _model_description(ckpt, f: _PackageFiles, options: BmzExportOptions):
     """The bioimage.io ``ModelDescr`` (spec 0.5) of a package; invalid fields raise InputError."""
     from bioimageio.spec.model import v0_5 as s
@@ -508,6 +523,7 @@ def _model_description(ckpt, f: _PackageFiles, options: BmzExportOptions):
 
     from .config import config_to_dict
 
+    license_id = _license_id(options.license)
     inputs, outputs = _tensor_descrs(ckpt, f)
     ours = {
         "package_format_version": PACKAGE_FORMAT_VERSION,
@@ -521,7 +537,7 @@ def _model_description(ckpt, f: _PackageFiles, options: BmzExportOptions):
             description=options.description or _default_description(ckpt),
             authors=[s.Author(name=a) for a in options.authors],
             cite=[s.CiteEntry(text=t, doi=s.Doi(d)) for t, d in options.cite],
-            license=s.LicenseId(options.license),
+            license=license_id,
             tags=list(dict.fromkeys(tags)),
             documentation=s.FileDescr(source=f.readme),
             covers=[s.FileDescr(source=f.cover)],
@@ -537,7 +553,9 @@ def _model_description(ckpt, f: _PackageFiles, options: BmzExportOptions):
         first = exc.errors()[0]
         log.debug("bioimage.io validation: %s", exc)
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InputError(f"the bioimage.io description is invalid at {where}: {first.get('msg')}") from None
+        msg = str(first.get("msg"))
+        msg = msg if len(msg) <= 300 else msg[:300] + " ..."
+        raise InputError(f"the bioimage.io description is invalid at {where or 'the top'}: {msg}") from None
 
 
 # ------------------------------------------------------------------------------------ import
