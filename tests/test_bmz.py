@@ -75,6 +75,13 @@ def test_valid_size_rule():
     assert valid_size_rule(same) == (44, 4) and same.context == 20
 
 
+def test_provenance_is_made_yaml_safe():
+    from unet_core.bmz import _plain
+
+    meta = {"metrics": {"loss": 0.5, "val_ap": float("nan")}, "shape": (1, 2), "path": Path("/x"), 3: True}
+    assert _plain(meta) == {"metrics": {"loss": 0.5, "val_ap": None}, "shape": [1, 2], "path": "/x", "3": True}
+
+
 def test_export_refuses_bad_options(tmp_path):
     from unet_core.bmz import export_bmz
 

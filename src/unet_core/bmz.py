@@ -502,6 +502,19 @@ def _weights_descr(f: _PackageFiles):
     )
 
 
+def _plain(value: Any) -> Any:
+    """JSON/YAML-safe copy of provenance: non-finite floats become None, odd objects strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
 def _license_id(name: str):
     """bioimage.io's ``LicenseId`` of an SPDX identifier, or :class:`InputError` naming examples."""
     from bioimageio.spec.model import v0_5 as s
@@ -528,7 +541,7 @@ def _model_description(ckpt, f: _PackageFiles, options: BmzExportOptions):
     ours = {
         "package_format_version": PACKAGE_FORMAT_VERSION,
         "model_config": config_to_dict(ckpt.config),
-        "meta": json.loads(json.dumps(ckpt.meta, default=str)),
+        "meta": _plain(ckpt.meta),
     }
     tags = [TAG, "unet", "u-net", "segmentation", "2d", "pytorch", *options.tags]
     try:
