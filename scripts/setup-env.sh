@@ -3,6 +3,11 @@
 # testing extra. Called by the Makefile; safe to run again (it only does what is missing).
 #
 #   scripts/setup-env.sh [EXTRAS]      e.g. scripts/setup-env.sh pyqt5,testing
+#   VENV=.venv-pyqt6 scripts/setup-env.sh pyqt6,testing     (another venv)
+#   VENV=.venv-pyqt6 BASE_VENV=.venv scripts/setup-env.sh pyqt6,testing
+#       another venv layered on .venv (`make test-pyqt6`): it sees .venv's packages through a
+#       .pth file and installs only what differs (PyQt6), in seconds instead of minutes; the
+#       base's PyQt5 is hidden there (a stub that refuses to import), so only PyQt6 can load.
 #
 # Torch: when the venv has no torch, `torch==2.13.0` is installed first, so that the loose
 # `torch>=2.2` in setup.cfg is already satisfied and pip never pulls a CUDA build by accident
@@ -10,7 +15,7 @@
 set -euo pipefail
 extras=${1:-pyqt5}
 py=${PYTHON:-python3}
-venv=.venv
+venv=${VENV:-.venv}
 torch_pin=${TORCH_PIN:-torch==2.13.0}
 
 # --- system packages for a headless display (Xvfb + the libraries Qt/OpenGL need) -----------
@@ -45,6 +50,15 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
+if [ -n "${BASE_VENV:-}" ]; then
+  base_site=$(cd "$BASE_VENV" && "$PWD/bin/python" -c "import sysconfig; print(sysconfig.get_path('purelib'))")
+  site=$("$vpy" -c "import sysconfig; print(sysconfig.get_path('purelib'))")
+  echo "$base_site" > "$site/_napari_unet_base_venv.pth"
+  if [[ ",$extras," == *",pyqt6,"* ]]; then
+    mkdir -p "$site/PyQt5"
+    echo "raise ImportError('PyQt5 is hidden in $venv (a PyQt6 venv layered on $BASE_VENV)')" > "$site/PyQt5/__init__.py"
+  fi
+fi
 if ! "$vpy" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing $torch_pin"
   "$vpy" -m pip install -q "$torch_pin"

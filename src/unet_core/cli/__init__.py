@@ -19,7 +19,8 @@ def _one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
-_COMMANDS = ("weights", "train", "predict", "demo")
+
+_COMMANDS = ("weights", "train", "predict", "demo", "export_bmz")
 
 
 class OneLineParser(argparse.ArgumentParser):
