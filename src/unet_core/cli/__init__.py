@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import UNetCoreError
 
-_COMMANDS = ("weights", "train", "predict", "demo")
+_COMMANDS = ("weights", "train", "predict", "demo", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
