@@ -14,7 +14,21 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import UNetCoreError
 
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 _COMMANDS = ("weights", "train", "predict", "demo", "models", "export_bmz")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), like every other error
+    of the command: ``napari-unet train: error: argument --depth: 0 is outside ...``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
