@@ -146,7 +146,7 @@ class ModelSourceChooser(QWidget):
     # -- checkpoint file ---------------------------------------------------------------------------
     def choose_checkpoint(self) -> None:
         """Pick a checkpoint file with a dialog."""
-        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", str(models_dir()), "Checkpoints (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", str(models_dir()), "Models: checkpoints and bioimage.io packages (*.pt *.zip)")
         if path:
             self.set_checkpoint(path)
 

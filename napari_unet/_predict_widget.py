@@ -104,11 +104,12 @@ def predict_job(
     image_name: str = "",
 ) -> Generator:
     """Worker generator: load the model if needed, then the engine's pipeline (tiles, instances)."""
-    from unet_core.checkpoint import load_checkpoint
     from unet_core.pipeline import iter_segment
+    from unet_core.sources import load_model
 
     if model is None:
-        model = load_checkpoint(checkpoint).model
+        loaded = load_model(checkpoint)  # a checkpoint, a built-in model or a bioimage.io package
+        model = getattr(loaded, "model", loaded)
     data = image[index] if index is not None else image
     segmentation = yield from iter_segment(
         model, data, postprocess, channel_axis=channel_axis, device=device, tta=tta

@@ -91,8 +91,10 @@ def iter_segment(
 
     Parameters
     ----------
-    model : SegmentationNet
-        A trained network (e.g. ``load_checkpoint(path).model``).
+    model : SegmentationNet or BmzPredictor
+        A trained network (e.g. ``load_model(path).model``), or a foreign bioimage.io model
+        (:class:`unet_core.bmz.BmzPredictor`, which predicts each slice in one pass and ignores
+        the tiling options other than ``channel_axis``).
     image : ndarray
         ``(Y, X)``, ``(C, Y, X)`` with ``channel_axis``, or stacks ``(Z, Y, X)`` /
         ``(Z, C, Y, X)``; any integer, bool or float dtype.
@@ -112,9 +114,12 @@ def iter_segment(
     -------
     Segmentation
     """
-    from .tiling import iter_predict_tiled
+    if hasattr(model, "iter_predict"):  # a foreign bioimage.io model (unet_core.bmz.BmzPredictor)
+        probabilities = yield from model.iter_predict(image, channel_axis=tiling_options.get("channel_axis"))
+    else:
+        from .tiling import iter_predict_tiled
 
-    probabilities = yield from iter_predict_tiled(model, image, **tiling_options)
+        probabilities = yield from iter_predict_tiled(model, image, **tiling_options)
     yield Progress("postprocess", 0, 1, "instances")
     return segment_probabilities(probabilities, postprocess)
 
@@ -149,9 +154,9 @@ def postprocess_for(source: Any) -> PostprocessConfig:
     PostprocessConfig
     """
     if isinstance(source, str | os.PathLike):
-        from .checkpoint import load_checkpoint
+        from .sources import load_model
 
-        source = load_checkpoint(source)
+        source = load_model(source)
     meta = source if isinstance(source, Mapping) else getattr(source, "meta", None)
     data = meta.get(POSTPROCESS_KEY) if isinstance(meta, Mapping) else None
     if not isinstance(data, Mapping):

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
         help="segment an image with a trained model (overlap-tile, any size)",
         description="Writes instance labels (uint16/uint32) with the image's axes and pixel size.",
     )
-    p.add_argument("model", help="checkpoint written by 'napari-unet train'")
+    p.add_argument("model", help="checkpoint written by 'napari-unet train', a built-in model name (see 'napari-unet models') or a bioimage.io package (.zip)")
     p.add_argument("image", help="image TIFF: (Y, X), (Z, Y, X) or with a channel axis")
     p.add_argument("-o", "--output", required=True, help="instance labels TIFF to write")
     p.add_argument("--probabilities", help="also write the foreground probability (float32 TIFF)")
@@ -60,20 +60,22 @@ def _defaults_from_model(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
     from ..io import labels_dtype, read_image, write_tiff
     from ..memory import PREDICT_BYTES_PER_PIXEL
     from ..pipeline import iter_segment, postprocess_for
+    from ..sources import load_model
 
     config_from_args(PostprocessConfig, args)  # a wrong option fails before the model loads
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
-    ckpt = load_checkpoint(args.model)
+    ckpt = load_model(args.model)
+    net = ckpt.model if hasattr(ckpt, "model") else ckpt  # a foreign package predicts by itself
+    n_classes = ckpt.config.n_classes if hasattr(ckpt, "config") else 2
     postprocess = config_from_args(PostprocessConfig, args, base=postprocess_for(ckpt))
     log.info("post-processing: %s", postprocess)
     image, meta, channel_axis = read_image(
         args.image, channel_axis=args.channel_axis, what="predict",
-        work_bytes_per_pixel=PREDICT_BYTES_PER_PIXEL * ckpt.config.n_classes / 2,
+        work_bytes_per_pixel=PREDICT_BYTES_PER_PIXEL * n_classes / 2,
     )
     if image.ndim - (channel_axis is not None) not in (2, 3):
         raise InputError(
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     result = drain(
         iter_segment(
-            ckpt.model, image, postprocess, channel_axis=channel_axis, tile_shape=args.tile_size,
+            net, image, postprocess, channel_axis=channel_axis, tile_shape=args.tile_size,
             batch_size=args.batch_size, device=args.device, tta=args.tta,
             amp=None if args.amp == "off" else args.amp,
         )

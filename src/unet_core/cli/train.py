@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", action="append", required=True, help="labels TIFF for the image at the same position (repeat)")
     p.add_argument("--mask", action="append", help="annotated-region TIFF per image (non-zero = annotated; repeat in the same order)")
     p.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
-    p.add_argument("--from", dest="init_from", metavar="CHECKPOINT", help="checkpoint to fine-tune (new optimizer; e.g. with new annotations)")
+    p.add_argument("--from", dest="init_from", metavar="MODEL", help="checkpoint, built-in model name (see 'napari-unet models') or napari-unet bioimage.io package to fine-tune (new optimizer; e.g. with new annotations)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue an interrupted run from its last checkpoint (same images)")
     p.add_argument("--iterations", type=int, default=None,
                    help=f"training steps (default {_T.iterations}; with --time-limit alone: until the time is up)")

@@ -23,6 +23,7 @@ from ..checkpoint import load_checkpoint, validate_train_state
 from ..config import TrainConfig, config_from_json
 from ..errors import InputError
 from ..models import SegmentationNet, build_model
+from ..sources import load_trainable
 from .data import (
     PreparedSlice,
     TrainingPair,
@@ -90,7 +91,7 @@ def starting_point(
             ckpt.meta.get("metrics", {}),
         )
     if init_from is not None:
-        ckpt = load_checkpoint(init_from)
+        ckpt = load_trainable(init_from)  # a checkpoint, a built-in name or our bioimage.io package
         return Start(ckpt.model, replace(config, model=ckpt.config))
     if config.semantic:
         k = max(config.model.n_classes, infer_n_classes(list(pairs) + list(val_pairs or [])))
