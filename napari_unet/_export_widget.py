@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -28,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._dock import fit_dock
+from ._jobs import JobOutcome, JobRunner
 from ._layers import LABELS_SUFFIX, PREDICTION_SUFFIX, PROBABILITY_SUFFIX, real_viewer
 from ._project import ask_overwrite, exports_dir, safe_name
 
@@ -63,10 +65,66 @@ class ExportWidget(QWidget):
         layout.addWidget(self.probability_check)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)
+        layout.addWidget(self._package_box())
         layout.addStretch(1)
         self.folder_button.clicked.connect(self.choose_folder)
         self.export_button.clicked.connect(self.export)
         fit_dock(self, guide="Export")  # last: scroll, fold, wheel-safe
+
+    def _package_box(self) -> QGroupBox:
+        """The "model as a bioimage.io package" group (BioImage Model Zoo, deepImageJ, ilastik)."""
+        from ._model_source import ModelSourceChooser
+
+        self.package_source = ModelSourceChooser(
+            new_model=False, saved_only=True, placeholder="checkpoint to export (.pt)",
+            missing_hint="train a model, or choose a checkpoint file",
+        )
+        self.package_author = QLineEdit()
+        self.package_author.setPlaceholderText("your name (required by bioimage.io)")
+        self.package_license = QLineEdit("CC-BY-4.0")
+        self.package_edit = QLineEdit(str(exports_dir() / "model.zip"))
+        self.package_button = QPushButton("Export model package")
+        self.package_runner = JobRunner("Export model package", parent=self)
+        self.package_runner.finished.connect(self._on_package_written)
+        box = QGroupBox("Model as a bioimage.io package")
+        form = QFormLayout(box)
+        form.addRow("model", self.package_source)
+        form.addRow("author", self.package_author)
+        form.addRow("licence", self.package_license)
+        form.addRow("package", self.package_edit)
+        form.addRow(self.package_button)
+        self.package_button.clicked.connect(self.export_package)
+        return box
+
+    def export_package(self) -> bool:
+        """Write the chosen model as a bioimage.io package in a worker; False when not started."""
+        from napari.utils.notifications import show_error
+
+        from unet_core.errors import InputError
+
+        try:
+            checkpoint = self.package_source.source().checkpoint
+            if checkpoint is None:
+                raise InputError("the chosen model has no checkpoint file; save it first")
+            author = self.package_author.text().strip()
+            if not author:
+                raise InputError("give an author name (bioimage.io packages must name one)")
+        except InputError as exc:
+            show_error(f"Export model package: {exc}")
+            return False
+        target = Path(self.package_edit.text().strip()).expanduser()
+        if target.exists() and not self.confirm_overwrite([target]):
+            return False
+        self.package_button.setEnabled(False)
+        self.package_runner.start(
+            lambda: _package_job(checkpoint, target, author, self.package_license.text().strip())
+        )
+        return True
+
+    def _on_package_written(self, outcome: JobOutcome) -> None:
+        self.package_button.setEnabled(True)
+        if outcome.ok and outcome.value is not None:
+            self.status.setText(f"Wrote the model package {outcome.value}")
 
     def choose_folder(self) -> None:
         """Pick the export folder."""
@@ -125,3 +183,12 @@ class ExportWidget(QWidget):
         self.status.setText("Wrote:\n" + "\n".join(str(p) for p in written))
         show_info(f"napari-unet: exported {len(written)} layer(s) to {folder}")
         return written
+
+
+def _package_job(checkpoint: Path, target: Path, author: str, licence: str):
+    """Worker generator: export ``checkpoint`` as a bioimage.io package at ``target``."""
+    from unet_core.bmz import export_bmz
+    from unet_core.progress import Progress
+
+    yield Progress("export", 0, 1, f"writing {target.name}")
+    return export_bmz(checkpoint, target, authors=[author], license=licence or "CC-BY-4.0", overwrite=True)

@@ -130,3 +130,20 @@ def test_postprocess_form_is_the_engine_dataclass_and_reapplies(make_napari_view
     assert again.segmentation.probabilities is first.segmentation.probabilities
     assert again.segmentation.postprocess.min_size == 10**6
     assert viewer.layers["nuclei prediction"].data.max() == 0  # every object is now too small
+
+
+def test_export_widget_writes_a_bioimageio_package(make_napari_viewer, qtbot, cpu_only, project_home, registry, tiny_model, tmp_path):  # noqa: F811
+    pytest.importorskip("bioimageio.core")
+    from unet_core.bmz import load_bmz
+
+    viewer = make_napari_viewer()
+    export = open_widget(viewer, "Export")
+    export.package_source.set_checkpoint(tiny_model)
+    export.package_edit.setText(str(tmp_path / "tiny.zip"))
+    assert not export.export_package()  # no author yet: refused with a notification
+    export.package_author.setText("Test Author")
+    assert export.export_package()
+    outcome = wait_job(qtbot, export.package_runner, timeout=180_000)
+    assert outcome.ok, outcome.error
+    assert (tmp_path / "tiny.zip").is_file()
+    assert load_bmz(tmp_path / "tiny.zip").config == load_bmz(tmp_path / "tiny.zip").model.config
