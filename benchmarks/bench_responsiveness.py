@@ -262,7 +262,7 @@ class Bench:
             w.runner.progressed.connect(on_record)
             self.m.run(w.start, w.runner)
             w.runner.progressed.disconnect(on_record)
-            step = float(np.median(np.diff(seen))) if len(seen) > 2 else float("nan")
+            step = float(np.median(np.diff(seen))) if len(seen) >= 2 else float("nan")  # nan: 1 step
             self.stops.setdefault(label, []).append((w.stop_latency, step))
             print(f"measured Stop / {label}: {w.stop_latency:.3f} s (step {step:.2f} s)",
                   file=sys.stderr, flush=True)
