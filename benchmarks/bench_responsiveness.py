@@ -13,14 +13,21 @@ each run three ways:
   ``processEvents()`` after every step: the best a plugin without a worker could do (the baseline);
 * ``worker``: the dock widget's Start/Predict button, i.e. the engine generator in a napari
   ``thread_worker`` with the plugin's default torch threads (all cores but one);
-* ``worker, all threads``: the same with torch using every core.
+* ``worker, all threads``: the same with torch using every core;
+* ``process`` (training only): the Train widget's default, ``train()`` in its own spawned
+  process (``napari_unet._jobs.in_process``); the worker thread only waits on the queue.
 
-Goal: p99 <= 50 ms in the worker rows. Timings depend on the machine; the table gives ratios to
-the main-thread baseline measured in the same run. Run under a display or Xvfb:
+Then the **Stop latency**: a long training is started (thread and process), Stop is clicked
+after ``--stop-after`` seconds of training, and the time until the widget has the result back
+(checkpoint saved) is measured.
 
-    xvfb-run -a python benchmarks/bench_responsiveness.py
+Goals: p99 <= 50 ms in the worker rows, p99 <= 30 ms in the process rows, Stop within 1 s.
+Timings depend on the machine; the table gives ratios to the main-thread baseline measured in the
+same run and the load average. Run under a display or Xvfb (it re-executes itself under
+``xvfb-run`` when there is no ``$DISPLAY``)::
 
-(it re-executes itself under ``xvfb-run`` when there is no ``$DISPLAY``).
+    python benchmarks/bench_responsiveness.py                 # training and prediction
+    python benchmarks/bench_responsiveness.py --jobs train    # training rows + Stop only
 """
 
 from __future__ import annotations
@@ -143,14 +150,139 @@ def predict_main(model, image) -> None:
     probabilities_to_instances(probs)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", choices=("train", "predict", "both"), default="both")
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048, help="edge of the predicted image")
     parser.add_argument("--idle-seconds", type=float, default=3.0)
+    parser.add_argument("--stop-after", type=float, default=3.0, help="seconds of training before Stop")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions (pooled)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+class Bench:
+    """The viewer with the Train and Predict docks, the probe, and the pooled measurements."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        import napari
+        from qtpy.QtWidgets import QApplication
+
+        from unet_core.config import TrainConfig
+        from unet_core.models import build_model
+        from unet_core.sample_data import synthetic_nuclei
+
+        self.args = args
+        self.viewer = napari.Viewer(title="responsiveness benchmark")
+        self.viewer.window.resize(1400, 900)
+        self.image, self.truth = synthetic_nuclei()
+        reps = (args.size // self.image.shape[0] + 1, args.size // self.image.shape[1] + 1)
+        self.big = np.tile(self.image, reps)[: args.size, : args.size]
+        self.viewer.add_image(self.image, name="nuclei")
+        self.viewer.add_labels(self.truth.astype(np.uint16), name="nuclei labels")
+        self.viewer.add_image(self.big, name="big")
+        window = self.viewer.window
+        _, self.train_w = window.add_plugin_dock_widget("napari-unet", "Train")
+        _, self.predict_w = window.add_plugin_dock_widget("napari-unet", "Predict", tabify=True)
+        for _ in range(20):
+            QApplication.processEvents()
+            time.sleep(0.02)
+        self.cfg = TrainConfig(iterations=args.train_steps, device="cpu")
+        self.model = build_model(self.cfg.model).eval()
+        self.outdir = Path(os.environ["NAPARI_UNET_HOME"])
+        self.probe = LatencyProbe()
+        self.m = Measurement(self.probe)
+        self.rows = ProgressiveRows()
+        self.pooled: dict[tuple[str, str], list] = {}
+        self.stops: dict[str, list[float]] = {}
+
+    def record(self, job: str, where: str, stats: dict, wall: float) -> None:
+        self.rows.append((job, where, stats, wall))
+        entry = self.pooled.setdefault((job, where), [[], []])
+        entry[0].extend(self.probe.late)
+        entry[1].append(wall)
+
+    def warm_up(self) -> None:
+        """Lazy imports (scikit-image...), torch kernels, first layers; then the idle row."""
+        from unet_core.training.data import TrainingPair
+        from unet_core.training.trainer import train
+
+        pairs = [TrainingPair(self.image, self.truth, name="warm-up")]
+        run_main_thread(train(pairs, replace(self.cfg, iterations=1)))
+        predict_main(self.model, self.big[:256, :256])
+        stats, wall = self.m.run(None, seconds=self.args.idle_seconds)
+        self.record("idle", "-", stats, wall)
+
+    def set_up_training(self, in_process: bool, threads: int, bar: bool, iterations: int, name: str):
+        import napari_unet._jobs as jobs
+
+        w = self.train_w
+        jobs.WORKER_THREADS = threads
+        w.in_process = in_process
+        w.runner.show_progress = bar
+        w.image_combo.setCurrentText("nuclei")
+        w.labels_combo.setCurrentText("nuclei labels")
+        w.train_form.set("iterations", iterations)
+        w.train_form.set("device", "cpu")
+        target = self.outdir / f"{name}.pt"
+        target.unlink(missing_ok=True)
+        w.output_edit.setText(str(target))
+
+    def train_round(self, variants) -> None:
+        """(a) training: in the GUI thread, then through the Train widget in each variant."""
+        from unet_core.training.data import TrainingPair
+        from unet_core.training.trainer import train
+
+        def train_main():
+            pairs = [TrainingPair(self.image, self.truth, name="nuclei")]
+            run_main_thread(train(pairs, self.cfg, output=self.outdir / "main.pt"))
+
+        stats, wall = self.m.run(train_main)
+        self.record("train", "main thread", stats, wall)
+        for label, in_process, threads, bar in variants:
+            self.set_up_training(in_process, threads, bar, self.args.train_steps, label.split(",")[0])
+            stats, wall = self.m.run(self.train_w.start, self.train_w.runner)
+            self.record("train", f"{label} ({threads} torch thr.)", stats, wall)
+
+    def stop_round(self, threads: int) -> None:
+        """Stop latency: Stop after ``--stop-after`` s of training; time until the result is back."""
+        from qtpy.QtCore import QTimer
+
+        w = self.train_w
+        for label, in_process in (("thread", False), ("process", True)):
+            self.set_up_training(in_process, threads, True, 100_000, f"stop-{label}")
+            seen: list[float] = []  # arrival times of the 'train' records
+
+            def on_record(record, seen=seen):
+                if record.stage == "train":
+                    seen.append(time.perf_counter())
+                    if len(seen) == 1:
+                        QTimer.singleShot(int(self.args.stop_after * 1000), w.stop)
+
+            w.runner.progressed.connect(on_record)
+            self.m.run(w.start, w.runner)
+            w.runner.progressed.disconnect(on_record)
+            step = float(np.median(np.diff(seen))) if len(seen) >= 2 else float("nan")  # nan: 1 step
+            self.stops.setdefault(label, []).append((w.stop_latency, step))
+            print(f"measured Stop / {label}: {w.stop_latency:.3f} s (step {step:.2f} s)",
+                  file=sys.stderr, flush=True)
+
+    def predict_round(self, variants) -> None:
+        """(b) prediction of a size² image: in the GUI thread, then through the Predict widget."""
+        import napari_unet._jobs as jobs
+
+        pjob = f"predict {self.args.size}²"
+        stats, wall = self.m.run(partial(predict_main, self.model, self.big))
+        self.record(pjob, "main thread", stats, wall)
+        for label, _, threads, bar in variants:
+            jobs.WORKER_THREADS = threads
+            self.predict_w.runner.show_progress = bar
+            stats, wall = self.m.run(self.predict_w.predict, self.predict_w.runner)
+            self.record(pjob, f"{label} ({threads} torch thr.)", stats, wall)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("_BENCH_XVFB"):
         env = dict(os.environ, _BENCH_XVFB="1")
         cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, __file__, *(argv or sys.argv[1:])]
@@ -158,109 +290,57 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
     os.environ.setdefault("NAPARI_UNET_HOME", tempfile.mkdtemp(prefix="napari-unet-bench-"))
-    import napari
     import torch
-    from qtpy.QtWidgets import QApplication
 
     import napari_unet._jobs as jobs
-    from unet_core.config import TrainConfig
-    from unet_core.models import build_model
-    from unet_core.sample_data import synthetic_nuclei
-    from unet_core.training.data import TrainingPair
-    from unet_core.training.trainer import train
-
-    viewer = napari.Viewer(title="responsiveness benchmark")
-    viewer.window.resize(1400, 900)
-    image, truth = synthetic_nuclei()
-    big = np.tile(image, (args.size // image.shape[0] + 1, args.size // image.shape[1] + 1))[: args.size, : args.size]
-    viewer.add_image(image, name="nuclei")
-    viewer.add_labels(truth.astype(np.uint16), name="nuclei labels")
-    viewer.add_image(big, name="big")
-    _, train_w = viewer.window.add_plugin_dock_widget("napari-unet", "Train")
-    _, predict_w = viewer.window.add_plugin_dock_widget("napari-unet", "Predict", tabify=True)
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-    cfg = TrainConfig(iterations=args.train_steps, device="cpu")
-    model = build_model(cfg.model).eval()
-    outdir = Path(os.environ["NAPARI_UNET_HOME"])
-    probe = LatencyProbe()
-    cores = os.cpu_count() or 1
-    all_threads = torch.get_num_threads()
-    rows = ProgressiveRows()
-
-    m = Measurement(probe)
-    pooled: dict[tuple[str, str], list] = {}
-
-    def record(job: str, where: str, stats: dict, wall: float) -> None:
-        rows.append((job, where, stats, wall))
-        entry = pooled.setdefault((job, where), [[], []])
-        entry[0].extend(probe.late)
-        entry[1].append(wall)
-
-    # warm-up outside the measurement: lazy imports (scikit-image...), torch kernels, first layers
-    run_main_thread(train([TrainingPair(image, truth, name="warm-up")], replace(cfg, iterations=1)))
-    predict_main(model, big[:256, :256])
-    stats, wall = m.run(None, seconds=args.idle_seconds)
-    record("idle", "-", stats, wall)
-    load_before = os.getloadavg()
-
-    def train_main():
-        pairs = [TrainingPair(image, truth, name="nuclei")]
-        run_main_thread(train(pairs, cfg, output=outdir / "main.pt"))
-
     from napari_unet._registry import MODELS, ModelEntry
 
-    MODELS.add(ModelEntry("bench", model))
-    predict_w.image_combo.setCurrentText("big")
-    predict_w.model_combo.setCurrentText("this session: bench")
-    predict_w.device_combo.setCurrentText("cpu")
+    bench = Bench(args)
+    bench.warm_up()
+    load_before = os.getloadavg()
+    MODELS.add(ModelEntry("bench", bench.model))
+    bench.predict_w.image_combo.setCurrentText("big")
+    bench.predict_w.model_combo.setCurrentText("this session: bench")
+    bench.predict_w.device_combo.setCurrentText("cpu")
     jobs.WORKER_THREADS = None
-    # label, torch threads, napari activity progress bar shown
-    variants = (
-        ("worker", jobs.worker_threads(), True),
-        ("worker, all threads", all_threads, True),
-        ("worker, no activity bar", jobs.worker_threads(), False),
-    )
-    pjob = f"predict {args.size}²"
+    default = jobs.worker_threads()
+    # label, in a process, torch threads, napari activity progress bar shown
+    variants = [
+        ("worker", False, default, True),
+        ("worker, all threads", False, torch.get_num_threads(), True),
+        ("worker, no activity bar", False, default, False),
+    ]
+    process_variants = [("process", True, default, True), ("process, no activity bar", True, default, False)]
     # rounds interleave the variants, so slow changes in the machine's load hit all of them
     for _ in range(args.rounds):
-        # (a) training
-        stats, wall = m.run(train_main)
-        record("train", "main thread", stats, wall)
-        for label, threads, bar in variants:
-            jobs.WORKER_THREADS = threads
-            train_w.runner.show_progress = bar
-            train_w.image_combo.setCurrentText("nuclei")
-            train_w.labels_combo.setCurrentText("nuclei labels")
-            train_w.train_form.set("iterations", args.train_steps)
-            train_w.train_form.set("device", "cpu")
-            target = outdir / f"worker-{threads}.pt"
-            target.unlink(missing_ok=True)
-            train_w.output_edit.setText(str(target))
-            stats, wall = m.run(train_w.start, train_w.runner)
-            record("train", f"{label} ({threads} torch thr.)", stats, wall)
-        # (b) prediction of a size^2 image
-        stats, wall = m.run(partial(predict_main, model, big))
-        record(pjob, "main thread", stats, wall)
-        for label, threads, bar in variants:
-            jobs.WORKER_THREADS = threads
-            predict_w.runner.show_progress = bar
-            stats, wall = m.run(predict_w.predict, predict_w.runner)
-            record(pjob, f"{label} ({threads} torch thr.)", stats, wall)
+        if args.jobs in ("train", "both"):
+            bench.train_round(variants + process_variants)
+            bench.stop_round(default)
+        if args.jobs in ("predict", "both"):
+            bench.predict_round(variants)
     jobs.WORKER_THREADS = None
-    load_after = os.getloadavg()
-    rows = [(job, where, LatencyProbe.summarize(late), float(np.median(walls))) for (job, where), (late, walls) in pooled.items()]
+    report(bench, load_before, os.getloadavg())
+    bench.viewer.close()
+    return 0
 
+
+def report(bench: Bench, load_before: tuple, load_after: tuple) -> None:
+    """Print the Markdown tables (pooled over the rounds) and the goals."""
+    import napari
+    import torch
+
+    cores, cfg, args = os.cpu_count() or 1, bench.cfg, bench.args
+    rows = [(job, where, LatencyProbe.summarize(late), float(np.median(walls)))
+            for (job, where), (late, walls) in bench.pooled.items()]
     print()
     print(f"Event-loop lateness of a {TICK_MS} ms QTimer in a real napari {napari.__version__} viewer "
           f"(Xvfb), torch {torch.__version__}, {cores} CPU core(s), default TrainConfig model "
           f"(depth {cfg.model.depth}, {cfg.model.base_channels} base channels), CPU.")
-    print("Every row includes the whole job: predict rows tile prediction + post-processing to instances.")
+    print("Every row includes the whole job: predict rows tile prediction + post-processing to instances; "
+          "process rows the start of the training process.")
     print(f"{args.rounds} interleaved round(s), lateness pooled, wall = median. Load average (1 min) "
-          f"before {load_before[0]:.1f}, after {load_after[0]:.1f} on {cores} cores: other processes "
-          "shared the CPU" if max(load_before[0], load_after[0]) > cores else "")
+          f"before {load_before[0]:.1f}, after {load_after[0]:.1f} on {cores} cores"
+          + (": other processes shared the CPU." if max(load_before[0], load_after[0]) > cores else "."))
     print()
     print("| job | where | p50 ms | p99 ms | max ms | ticks | median wall s | p99 vs main |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -270,15 +350,26 @@ def main(argv: list[str] | None = None) -> int:
             base[job] = s["p99"]
         ratio = f"{s['p99'] / base[job]:.3f}" if job in base and where != "main thread" and base[job] else "-"
         print(f"| {job} | {where} | {s['p50']:.1f} | {s['p99']:.1f} | {s['max']:.1f} | {s['ticks']} | {wall:.1f} | {ratio} |")
-    worst = max(s["p99"] for job, where, s, _ in rows if where.startswith("worker ("))
+    if bench.stops:
+        print()
+        print(f"Stop latency (Stop clicked after {args.stop_after:g} s of training until the widget has "
+              "the result back, checkpoint saved), seconds:")
+        print()
+        print("| training in | Stop latency s (each round) | median step s (each round) |")
+        print("|---|---|---|")
+        for label, values in bench.stops.items():
+            lat = ", ".join(f"{v:.2f}" for v, _ in values)
+            steps = ", ".join(f"{s:.2f}" for _, s in values)
+            print(f"| {label} | {lat} | {steps} |")
     print()
-    print("'no activity bar' = the same widget job without napari's progress bar, whose animated "
-          "'in progress' indicator repaints the window many times a second (expensive under Xvfb's "
-          "software OpenGL).")
-    print()
-    print(f"goal p99 <= 50 ms in the worker rows with the default threads: {'met' if worst <= 50 else 'NOT met'} (worst {worst:.1f} ms)")
-    viewer.close()
-    return 0
+    for prefix, goal in (("worker (", 50), ("process (", 30)):
+        p99 = [s["p99"] for _, where, s, _ in rows if where.startswith(prefix)]
+        if p99:
+            print(f"goal p99 <= {goal} ms in the '{prefix[:-2]}' rows with the default threads: "
+                  f"{'met' if max(p99) <= goal else 'NOT met'} (worst {max(p99):.1f} ms)")
+    if bench.stops:
+        worst = max(v for values in bench.stops.values() for v, _ in values)
+        print(f"goal Stop within 1 s: {'met' if worst <= 1.0 else 'NOT met'} (worst {worst:.2f} s)")
 
 
 if __name__ == "__main__":

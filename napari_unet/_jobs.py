@@ -1,4 +1,4 @@
-"""Running the engine's generators in a background thread without ever blocking the viewer.
+"""Running the engine's generators in the background without ever blocking the viewer.
 
 Every long job (weight map, training, prediction) is an engine generator yielding
 :class:`unet_core.progress.Progress` records. :class:`JobRunner` drives one in a napari
@@ -8,6 +8,11 @@ engine estimates) and is passed to the widget. Stop sets an event: a job started
 its result; any other job is closed between two steps (its ``finally`` blocks run). Exceptions
 are caught in the worker and come back as a :class:`JobOutcome`, which the runner turns into a
 napari notification: the viewer never freezes and never shows a traceback dialog for bad input.
+
+:func:`in_process` makes a job run in its own spawned process (:class:`unet_core.processes.
+ProcessJob`): the worker thread then only waits on the queue of progress records, so no Python
+code of the job can hold the viewer's GIL; Stop reaches the child's ``multiprocessing.Event``
+and the job's result comes back by value; a crashed child is reported like any other error.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
@@ -49,6 +56,9 @@ class JobOutcome:
         return self.error is None
 
 
+#: seconds between two updates of a job's progress bar (records come faster from a process)
+PBAR_INTERVAL_S = 0.1
+
 #: torch threads for background jobs; None = ``$NAPARI_UNET_WORKER_THREADS`` or all cores but one
 WORKER_THREADS: int | None = None
 
@@ -67,6 +77,41 @@ def worker_threads() -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+def in_process(func: Callable[..., Generator], *args: Any, threads: int | None = None,
+               **kwargs: Any) -> Callable[..., Generator]:
+    """A factory for ``JobRunner.start(..., pass_stop=True)`` that runs the job in a process.
+
+    Parameters
+    ----------
+    func : callable
+        A module-level engine function returning a progress generator and accepting ``stop=``
+        (e.g. ``unet_core.training.trainer.train``).
+    *args, **kwargs
+        Its arguments (numpy arrays included), pickled once into the spawned process.
+    threads : int, optional
+        torch threads in the child (e.g. :func:`worker_threads`).
+
+    Returns
+    -------
+    callable
+        ``factory(stop=event)``: a generator forwarding the child's records and returning its
+        result; setting ``event`` stops the child between two steps (within :data:`POLL_S
+        <unet_core.processes.POLL_S>` of the setting plus the rest of its current step).
+    """
+    return partial(_process_job, func, args, kwargs, threads)
+
+
+def _process_job(func: Callable, args: tuple, kwargs: dict, threads: int | None, *,
+                 stop: threading.Event) -> Generator[Any, None, Any]:
+    from unet_core.processes import ProcessJob
+
+    job = ProcessJob(func, *args, threads=threads, stop_when=stop, **kwargs)
+    try:
+        return (yield from job)
+    finally:
+        job.close()
 
 
 def drive(
@@ -122,9 +167,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def describe_error(exc: BaseException, what: str) -> str:
     """One line for a notification: what failed, why, and what to do."""
-    from unet_core.errors import CheckpointError, InputError
+    from unet_core.errors import CheckpointError, InputError, JobCrashed
 
-    if isinstance(exc, InputError | CheckpointError):
+    if isinstance(exc, InputError | CheckpointError | JobCrashed):
         return f"{what}: {exc}"
     if "torch" in sys.modules and _is_out_of_memory(exc):
         return (
@@ -160,6 +205,10 @@ class JobRunner(QObject):
         self._worker = None
         self._stop = threading.Event()
         self._pbar = None
+        self._pbar_shown = 0.0
+        self._pending: deque[Any] = deque()
+        self._delivering = False
+        self._ended: JobOutcome | None = None
         self.last_outcome: JobOutcome | None = None
 
     @property
@@ -191,6 +240,8 @@ class JobRunner(QObject):
             raise RuntimeError(f"{self.title} is already running; stop it first")
         self._stop = threading.Event()
         self.last_outcome = None
+        self._pending.clear()
+        self._ended = None
         if self.show_progress:
             from napari.utils import cancelable_progress
 
@@ -208,8 +259,27 @@ class JobRunner(QObject):
 
     # -- worker signals (GUI thread) -----------------------------------------------------------
     def _on_yielded(self, record: Any) -> None:
+        # Records are delivered in order even when a handler processes events (napari's progress
+        # bar can), which would otherwise deliver the next record inside this one: a job in its
+        # own process sends records in bursts.
+        self._pending.append(record)
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._pending:
+                self._deliver(self._pending.popleft())
+        finally:
+            self._delivering = False
+        if self._ended is not None:
+            outcome, self._ended = self._ended, None
+            self._finish(outcome)
+
+    def _deliver(self, record: Any) -> None:
         pbar = self._pbar
-        if pbar is not None:
+        now = time.perf_counter()
+        if pbar is not None and now - self._pbar_shown >= PBAR_INTERVAL_S:
+            self._pbar_shown = now
             if getattr(pbar, "is_canceled", False):
                 self.stop()
             total = int(getattr(record, "total", 0) or 0)
@@ -227,10 +297,16 @@ class JobRunner(QObject):
         self.progressed.emit(record)
 
     def _on_returned(self, outcome: JobOutcome) -> None:
-        self._finish(outcome)
+        self._end(outcome)
 
     def _on_errored(self, exc: BaseException) -> None:  # only for errors outside drive()
-        self._finish(JobOutcome(error=exc))
+        self._end(JobOutcome(error=exc))
+
+    def _end(self, outcome: JobOutcome) -> None:
+        if self._delivering:  # arrived inside a record's delivery: finish after the records
+            self._ended = outcome
+        else:
+            self._finish(outcome)
 
     def _finish(self, outcome: JobOutcome) -> None:
         if self._pbar is not None:

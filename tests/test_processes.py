@@ -98,3 +98,17 @@ def test_a_module_comes_back_by_value():
     net = run_to_end(iter_in_process(tensor_job))
     assert isinstance(net, torch.nn.Conv2d)
     assert torch.all(net.weight == 0.5)
+
+
+def test_an_outside_stop_signal_stops_the_job():
+    """``stop_when``: a thread that only waits on the records still stops the job promptly."""
+    import threading
+
+    outside = threading.Event()
+    job = ProcessJob(counting_job, 10_000, delay=0.01, stop_when=outside)
+    gen = iter(job)
+    next(gen)
+    outside.set()
+    steps, _, stopped = run_to_end(gen)
+    assert stopped and steps < 10_000
+    job.close()

@@ -503,6 +503,10 @@ class TrainConfig:
         far end of its annotated region along its longer axis is held out instead. 0 disables.
     val_every : int
         Validate every so many steps (and at the end).
+    save_every : float
+        Seconds of wall-clock time between periodic (atomic) writes of the last, resumable
+        checkpoint, whether or not the run validates, so a killed run keeps its work; 0 = only at
+        validations and at the end.
     region_margin : int
         When no region mask is given, the annotated region is the bounding box of the painted
         labels grown by this many pixels (unpainted pixels inside it are background).
@@ -537,6 +541,7 @@ class TrainConfig:
     semantic: bool = False
     val_fraction: float = 0.15
     val_every: int = 100
+    save_every: float = 60.0
     region_margin: int = 16
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
@@ -565,6 +570,11 @@ class TrainConfig:
             raise InputError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_every < 1:
             raise InputError(f"val_every must be >= 1, got {self.val_every}")
+        if not (self.save_every >= 0 and math.isfinite(self.save_every)):
+            raise InputError(
+                f"save_every must be >= 0 seconds (0 = save only at validations and the end), "
+                f"got {self.save_every}"
+            )
         if self.region_margin < 0:
             raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
         _check_range("seed", self.seed, 0, MAX_SEED, integer=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing as mp
+import os
 import pickle
 import queue
 import time
@@ -55,8 +56,21 @@ def _resolve(name: str) -> Callable:
 
 
 def _child_main(name: str, args: tuple, kwargs: dict, q: Any, stop: Any, threads: int | None) -> None:
-    """Entry point of the child process: run the job, forward records, send its outcome."""
+    """Entry point of the child process: run the job, forward records, send its outcome.
+
+    Once the outcome is in the pipe the child ends at once (``os._exit``): the job's files are
+    closed, and the interpreter's teardown with torch loaded took seconds on a busy machine,
+    time a caller waiting for the process (Stop) would lose.
+    """
     logging.basicConfig(level=logging.WARNING)
+    _run_job(name, args, kwargs, q, stop, threads)
+    q.close()
+    q.join_thread()  # everything sent is in the pipe
+    logging.shutdown()
+    os._exit(0)
+
+
+def _run_job(name: str, args: tuple, kwargs: dict, q: Any, stop: Any, threads: int | None) -> None:
     try:
         if threads:
             import torch
@@ -135,10 +149,13 @@ class ProcessJob:
 
     ``result = yield from job`` drives it like an engine generator; after :meth:`stop` the
     iteration continues until the job has ended between two steps and returned its result.
+    ``stop_when`` (anything with ``is_set()``, e.g. a GUI's ``threading.Event``) is checked
+    while waiting for records, at least every :data:`POLL_S` seconds, and calls :meth:`stop`
+    once set: a caller that only waits on the records still stops the job promptly.
     """
 
     def __init__(self, func: Callable, *args: Any, threads: int | None = None,
-                 grace: float = STOP_GRACE_S, **kwargs: Any) -> None:
+                 grace: float = STOP_GRACE_S, stop_when: Any = None, **kwargs: Any) -> None:
         ctx = mp.get_context("spawn")
         self._queue = ctx.Queue()
         self._stop = ctx.Event()
@@ -147,8 +164,9 @@ class ProcessJob:
             target=_child_main, args=(_qualified_name(func), args, kwargs, self._queue, self._stop, threads),
             daemon=True, name=f"napari-unet {func.__name__}",
         )
-        self.process.start()
         self._stop_time: float | None = None
+        self._stop_when = stop_when
+        self.process.start()
 
     def stop(self) -> None:
         """Ask the job to end between two steps (it then returns its result)."""
@@ -170,6 +188,8 @@ class ProcessJob:
 
     def _next_message(self) -> tuple[str, Any]:
         while True:
+            if self._stop_when is not None and self._stop_when.is_set():
+                self.stop()
             try:
                 return self._queue.get(timeout=POLL_S)
             except queue.Empty:

@@ -214,6 +214,48 @@ def prepare_pairs(
     return out
 
 
+def check_annotations(pairs: Sequence[TrainingPair]) -> None:
+    """Refuse training data that teaches nothing, cheaply (no weight maps): a dry run to call
+    before starting a run (or asking the user anything).
+
+    Parameters
+    ----------
+    pairs : sequence of TrainingPair
+        Labels of any integer dtype, spatial shape S; ``mask`` None or of shape S.
+
+    Raises
+    ------
+    InputError
+        A region mask whose shape differs from its labels; no painted object (label > 0) inside
+        the regions (or anywhere, without regions) of all pairs. The message says what to paint.
+    """
+    if not pairs:
+        raise InputError("no training images given; add at least one image with painted labels")
+    painted_anywhere = False
+    for pair in pairs:
+        labels = np.asarray(pair.labels)
+        painted = labels != 0
+        if pair.mask is None:
+            painted_anywhere |= bool(painted.any())
+            continue
+        mask = np.asarray(pair.mask) != 0
+        if mask.shape != labels.shape:
+            raise InputError(
+                f"{pair.name}: region mask shape {mask.shape} differs from labels {labels.shape}; "
+                "the region must cover the image pixel for pixel"
+            )
+        painted_anywhere |= bool(np.any(painted & mask))
+    if painted_anywhere:
+        return
+    regions = [p.name for p in pairs if p.mask is not None]
+    where = f"inside the region of {', '.join(repr(n) for n in regions)}" if regions else "yet"
+    raise InputError(
+        f"nothing is painted {where}: paint a few whole objects with the labels brush (a new "
+        "id for each object), and draw the region around them; unpainted pixels inside a region "
+        "are background"
+    )
+
+
 def split_validation(
     slices: list[PreparedSlice], fraction: float, seed: int
 ) -> tuple[list[PreparedSlice], list[PreparedSlice]]:

@@ -11,8 +11,9 @@ the best-scoring weights go to ``<output>.best.pt``.
 
 The checkpoint at ``output`` is the *last* state and carries everything needed to resume
 (:meth:`Trainer.train_state`): optimizer state, step, elapsed time, the random generators' states
-and the resolved config. It is written at each validation, at the end (all steps done, time limit,
-Stop) and when the generator is closed; never after a failure (an exception, a non-finite loss)
+and the resolved config. It is written at each validation, every ``save_every`` seconds
+(:meth:`Trainer.save_if_due`, with or without validation), at the end (all steps done, time limit,
+Stop) and when the generator is closed; always atomically (a killed run leaves the previous file); never after a failure (an exception, a non-finite loss)
 and never with non-finite weights, so a failed run does not replace a good file.
 """
 
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import os
+import time
 import traceback
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -207,6 +209,7 @@ class Trainer:
             device=None if self.device.type == "cpu" else self.device,
         )
         self.pace = Pace(config.iterations, config.time_limit, self.step, self.clock.elapsed())
+        self.last_save = time.monotonic()  # wall clock of the last write of ``output``
 
     # -- one step ------------------------------------------------------------------------------
     def next_batch(self) -> Batch:
@@ -438,7 +441,18 @@ class Trainer:
         """
         if self.output is None or self.step == 0:
             return None
+        self.last_save = time.monotonic()
         return self._save(self.output, "last")
+
+    def save_if_due(self) -> Path | None:
+        """:meth:`save_last` when ``config.save_every`` seconds have passed since the last write.
+
+        Returns the path when it wrote the file, else None (not due, disabled with 0, no output).
+        """
+        every = self.config.save_every
+        if not every or time.monotonic() - self.last_save < every:
+            return None
+        return self.save_last()
 
     def _save(self, path: Path, kind: str) -> Path | None:
         if not all_finite(self.model):
@@ -594,6 +608,8 @@ def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, Non
                 metrics=metrics,
                 eta=eta,
             )
+        if not last:
+            trainer.save_if_due()  # ... and at most save_every seconds, validated or not
         if time_up:
             break
     return "completed" if trainer.step >= total else "time_limit"
