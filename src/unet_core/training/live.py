@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..arrays import as_channel_stack
-from ..config import TrainConfig
+from ..config import ModelConfig, TrainConfig
 from ..errors import InputError
 from ..progress import Progress
 
@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.25
 
 Window = tuple[tuple[int, int], ...]
+
+#: defaults of a live session: a small U-Net and small batches, so a step takes a fraction of a
+#: second on a laptop CPU and new strokes count within seconds
+LIVE_DEFAULTS = TrainConfig(
+    model=ModelConfig(depth=3, base_channels=16), batch_size=2, tile_size=96
+)
 
 
 @dataclass(frozen=True)
@@ -290,7 +296,7 @@ class LiveSession:
         init_from: str | os.PathLike | None = None,
     ) -> None:
         self.image, self.channel_axis, self.name = image, channel_axis, name
-        self.config = live_config(config or TrainConfig())
+        self.config = live_config(config or LIVE_DEFAULTS)
         self.output, self.init_from = output, init_from
         self.trainer: Any = None
         self.paused = False
