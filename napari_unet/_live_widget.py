@@ -156,6 +156,8 @@ class LiveWidget(QWidget):
         self.view_timer = self._timer(VIEW_DELAY_MS, self.request_view, single=True)
         self.poll_timer = self._timer(POLL_MS, self.poll, single=False)
         self.status_timer = self._timer(1000, self.update_status, single=False)
+        self.reap_timer = self._timer(250, self.reap, single=False)
+        self._ending: list = []
         self.image_combo.currentTextChanged.connect(self._on_image_chosen)
         self.model_source.changed.connect(self._on_source_changed)
         self.start_button.clicked.connect(self.start)
@@ -484,7 +486,8 @@ class LiveWidget(QWidget):
         for timer in (self.poll_timer, self.status_timer, self.snapshot_timer, self.view_timer):
             timer.stop()
         self._connect(False)
-        job.close()
+        self._ending.append(job)  # closed once its process has exited: the viewer never waits
+        self.reap_timer.start()
         self._set_running(False)
         self.result = result
         if error is not None:
@@ -498,10 +501,21 @@ class LiveWidget(QWidget):
             show_info(f"napari-unet: live model saved to {result.checkpoint}")
         self.finished.emit(result)
 
+    def reap(self) -> None:
+        """Close the ended sessions whose process has exited (from the reap timer)."""
+        for job in [j for j in self._ending if not j.process.is_alive()]:
+            job.close()
+            self._ending.remove(job)
+        if not self._ending:
+            self.reap_timer.stop()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         if self.job is not None:
             job, self.job = self.job, None
             self._connect(False)
-            job.close()  # asks it to stop and save, then ends the process
+            self._ending.append(job)
+        for job in self._ending:
+            job.close()  # asks a running session to stop and save, then ends the process
+        self._ending.clear()
         self.model_source.disconnect_registry()
         super().closeEvent(event)

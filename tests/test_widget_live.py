@@ -57,6 +57,7 @@ def test_paint_snapshot_prediction_stop(make_napari_viewer, qtbot, cpu_only, pro
     assert widget.job is None and widget.start_button.isEnabled()
     assert widget.result.checkpoint == widget.checkpoint and widget.checkpoint.is_file()
     assert registry.latest().checkpoint == widget.checkpoint
+    qtbot.waitUntil(lambda: not widget._ending, timeout=30_000)  # the process exited and was closed
     # a second start into the same file asks first; "no" leaves it alone
     asked = []
     widget.confirm_overwrite = lambda path: asked.append(path) or False

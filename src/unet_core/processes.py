@@ -257,8 +257,7 @@ class DuplexJob(ProcessJob):
             if kind == "progress":
                 out.append(payload)
                 continue
-            self.finished = True
-            self.process.join(timeout=self.grace)
+            self.finished = True  # the process ends by itself now; close() joins it
             if kind == "error":
                 raise payload
             self.result = pickle.loads(payload)  # noqa: S301 - our own child's result
