@@ -53,7 +53,7 @@ def paint(labels, truth: np.ndarray, ids) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
-    parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--train-seconds", type=float, default=240.0)
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("_SHOTS_XVFB"):
         env = dict(os.environ, _SHOTS_XVFB="1")
@@ -73,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     labels = viewer.add_labels(np.zeros(truth.shape, np.uint16), name="nuclei labels")
     _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Live")
     ids = [int(i) for i in np.unique(truth) if i]
-    paint(labels, truth, ids[:5])
+    paint(labels, truth, ids[:10])
     pump(1.0)
     viewer.reset_view()
     shot(viewer, out / "live-1-start.png")
     widget.confirm_overwrite = lambda path: True
     assert widget.start(), widget.status.text()
     end = time.perf_counter() + args.train_seconds
-    more = iter(ids[5:25])
+    more = iter(ids[10:])
     while time.perf_counter() < end:  # paint one more nucleus every few seconds, as a user would
         pump(4.0)
         paint(labels, truth, [next(more)])
