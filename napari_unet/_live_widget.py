@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from pathlib import Path
 
@@ -158,6 +160,7 @@ class LiveWidget(QWidget):
         self.status_timer = self._timer(1000, self.update_status, single=False)
         self.reap_timer = self._timer(250, self.reap, single=False)
         self._ending: list = []
+        self._received: queue.Queue = queue.Queue()
         self.image_combo.currentTextChanged.connect(self._on_image_chosen)
         self.model_source.changed.connect(self._on_source_changed)
         self.start_button.clicked.connect(self.start)
@@ -313,6 +316,9 @@ class LiveWidget(QWidget):
         )
         self._connect(True)
         self._set_running(True)
+        self._received = queue.Queue()
+        threading.Thread(target=self._read, args=(self.job, self._received), daemon=True,
+                         name="napari-unet live reader").start()
         self.poll_timer.start()
         self.status_timer.start()
         self.status.setText("Starting the live session (a separate process)...")
@@ -375,24 +381,38 @@ class LiveWidget(QWidget):
 
     # -- what comes back ---------------------------------------------------------------------------
     def poll(self) -> None:
-        """Collect the session's records and predictions (from the poll timer; never waits)."""
+        """Show what the reader thread received (from the poll timer; never waits)."""
         from unet_core.progress import Progress
         from unet_core.training.live import LivePrediction
 
-        if self.job is None:
-            return
-        try:
-            items = self.job.poll()
-        except Exception as exc:  # noqa: BLE001 - the session's error or a crash, shown to the user
-            self._end(None, exc)
-            return
-        for item in items:
-            if isinstance(item, LivePrediction):
+        while self.job is not None:
+            try:
+                kind, item = self._received.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "error":
+                self._end(None, item)
+            elif kind == "done":
+                self._end(item, None)
+            elif isinstance(item, LivePrediction):
                 self.show_prediction(item)
             elif isinstance(item, Progress):
                 self._on_record(item)
-        if self.job.finished:
-            self._end(self.job.result, None)
+
+    @staticmethod
+    def _read(job, received: queue.Queue) -> None:
+        """Reader thread: move the session's output to ``received`` (waiting on the pipe here,
+        never in the GUI thread), then its result or error."""
+        try:
+            while not job.finished:
+                items = job.poll()
+                for item in items:
+                    received.put(("item", item))
+                if not items:
+                    time.sleep(POLL_MS / 2000)
+            received.put(("done", job.result))
+        except Exception as exc:  # noqa: BLE001 - the session's error or a crash, shown to the user
+            received.put(("error", exc))
 
     def _on_record(self, record) -> None:
         if record.stage == "warning":
