@@ -220,3 +220,70 @@ class ProcessJob:
             self.process.terminate()
             self.process.join(timeout=5)
         self._queue.close()
+
+
+class DuplexJob(ProcessJob):
+    """A :class:`ProcessJob` that also receives messages, read without blocking.
+
+    The job function gets a second queue as its ``inbox`` keyword argument (besides ``stop``)
+    and reads the messages :meth:`send` puts there (e.g. new annotations, pause, a region to
+    predict). The caller collects what the job yields with :meth:`poll`, which never waits, so a
+    GUI can call it from a timer. Stop and crash handling are those of :class:`ProcessJob`.
+
+    Attributes
+    ----------
+    finished : bool
+        True once the job has returned (its value is in ``result``) or failed.
+    result : Any
+        The job's return value, once ``finished``.
+    """
+
+    def __init__(self, func: Callable, *args: Any, threads: int | None = None,
+                 grace: float = STOP_GRACE_S, **kwargs: Any) -> None:
+        self._inbox = mp.get_context("spawn").Queue()
+        self.finished = False
+        self.result: Any = None
+        super().__init__(func, *args, threads=threads, grace=grace, inbox=self._inbox, **kwargs)
+
+    def send(self, message: Any) -> None:
+        """Put a (picklable) message in the job's inbox."""
+        self._inbox.put(message)
+
+    def poll(self, max_items: int = 64) -> list[Any]:
+        """What the job yielded since the last call (at most ``max_items``), without waiting.
+
+        Returns
+        -------
+        list
+            The records, in order; empty when nothing came. Once the job has returned,
+            ``finished`` is True and ``result`` holds its value.
+
+        Raises
+        ------
+        Exception
+            The job's own exception.
+        JobCrashed
+            The process ended without a result, or did not stop within ``grace`` seconds.
+        """
+        out: list[Any] = []
+        while not self.finished and len(out) < max_items:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                overdue = self._stop_time is not None and time.monotonic() - self._stop_time > self.grace
+                if out or (self.process.is_alive() and not overdue):
+                    break
+                kind, payload = self._next_message()  # waits at most a second, or raises
+            if kind == "progress":
+                out.append(payload)
+                continue
+            self.finished = True  # the process ends by itself now; close() joins it
+            if kind == "error":
+                raise payload
+            self.result = pickle.loads(payload)  # noqa: S301 - our own child's result
+        return out
+
+    def close(self) -> None:
+        """As :meth:`ProcessJob.close`; the inbox is closed too."""
+        super().close()
+        self._inbox.close()

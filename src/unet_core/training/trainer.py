@@ -211,6 +211,34 @@ class Trainer:
         self.pace = Pace(config.iterations, config.time_limit, self.step, self.clock.elapsed())
         self.last_save = time.monotonic()  # wall clock of the last write of ``output``
 
+    # -- new annotations -----------------------------------------------------------------------
+    def replace_data(
+        self, pairs: Sequence[TrainingPair], val_pairs: Sequence[TrainingPair] | None = None
+    ) -> int:
+        """Train on ``pairs`` from the next step on, keeping model, optimizer, step and clock.
+
+        The slices are prepared as at set-up (all annotations of ``pairs``, not a difference to
+        the old ones) and the sampler is rebuilt at the current tile geometry. Used by live
+        training (:mod:`.live`) when the user has painted.
+
+        Returns
+        -------
+        int
+            Annotated pixels the sampler draws training windows from.
+
+        Raises
+        ------
+        InputError
+            As :func:`train` for unusable annotations; the old data is then kept.
+        """
+        slices, val, info = prepare_data(pairs, val_pairs, self.config)
+        sampler = TileSampler(
+            slices, self.in_size, self.out_size, self.model.border, self.source,
+            device=None if self.device.type == "cpu" else self.device,
+        )
+        self.train_slices, self.val_slices, self.data_info, self.sampler = slices, val, info, sampler
+        return int(sum(len(c) for c in sampler.candidates))
+
     # -- one step ------------------------------------------------------------------------------
     def next_batch(self) -> Batch:
         """A training batch on the device: ``(x, y, w)``.
