@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._config_form import ConfigForm
+from ._dock import fit_dock
 from ._jobs import worker_threads
 from ._layers import (
     LABELS_SUFFIX,
@@ -168,6 +169,7 @@ class LiveWidget(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self._on_source_changed()
         self._on_image_chosen()
+        fit_dock(self, guide="Live mode")  # last: scroll, fold, wheel-safe
 
     def _timer(self, ms: int, slot, *, single: bool) -> QTimer:
         timer = QTimer(self)
