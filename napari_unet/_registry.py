@@ -9,6 +9,7 @@ built-in models (:func:`builtin_entries`). Plain Python (psygnal signal), no Qt.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -55,8 +56,8 @@ class ModelEntry:
 
 def builtin_entries() -> list[ModelEntry]:
     """The built-in models (``unet_core.builtin_models``); [] where that module is missing."""
-    try:
-        from unet_core import builtin_models  # type: ignore[attr-defined]
+    try:  # through sys.modules (not the package attribute), so tests can hide the module
+        builtin_models = importlib.import_module("unet_core.builtin_models")
     except ImportError:
         return []
     return [ModelEntry(str(getattr(m, "name", m)), origin="builtin",
@@ -66,9 +67,7 @@ def builtin_entries() -> list[ModelEntry]:
 
 def builtin_path(name: str) -> Path:
     """The checkpoint of built-in model ``name`` (``unet_core.builtin_models``)."""
-    from unet_core import builtin_models  # type: ignore[attr-defined]
-
-    return Path(builtin_models.builtin_model_path(name))
+    return Path(importlib.import_module("unet_core.builtin_models").builtin_model_path(name))
 
 
 def keep_in_library(name: str, checkpoint: Path, folder: Path | None = None) -> Path:
