@@ -80,9 +80,9 @@ class BlockwiseConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.block_size < 16 or self.block_depth < 1 or self.batch_size < 1 or self.halo < 0:
+        if self.block_size < 1 or self.block_depth < 1 or self.batch_size < 1 or self.halo < 0:
             raise InputError(
-                f"block_size >= 16, block_depth >= 1, batch_size >= 1, halo >= 0 needed; got "
+                f"block_size >= 1, block_depth >= 1, batch_size >= 1, halo >= 0 needed; got "
                 f"{self.block_size}, {self.block_depth}, {self.batch_size}, {self.halo}"
             )
         if self.workers is not None and self.workers < 1:
@@ -494,3 +494,72 @@ def _record(stage: str, done: int, total: int, t0: float) -> Progress:
     elapsed = time.perf_counter() - t0
     eta = elapsed / done * (total - done) if done and total else None
     return Progress(stage, done, total, f"{done}/{total} tasks", metrics={"tasks": done}, eta=eta)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole pipeline
+
+
+@dataclass(frozen=True)
+class BlockwiseSegmentation:
+    """What :func:`iter_segment_blockwise` returns (lazy arrays reading its work folder).
+
+    Attributes
+    ----------
+    labels : dask array of uint32 (uint64 when needed), shape ``([Z,] Y, X)``
+        Sequential instance ids 1..N.
+    foreground : dask array of float32, shape of ``labels``
+        ``1 - P(background)``.
+    n_objects : int
+    """
+
+    labels: Any
+    foreground: Any
+    n_objects: int
+
+
+def iter_segment_blockwise(
+    model: Any,
+    data: Any,
+    postprocess: Any,
+    workdir: str | os.PathLike,
+    config: BlockwiseConfig = BlockwiseConfig(),
+    *,
+    tile_shape: int | None = None,
+    mask: Any = None,
+    client: Any = None,
+) -> Generator[Progress, None, BlockwiseSegmentation]:
+    """Block-wise prediction and instance labels of a ``(C, [Z,] Y, X)`` dask array.
+
+    The foreground probability and the block-local labels are stored as zarr arrays in
+    ``workdir`` (which the caller removes after writing the results), so no pass holds more
+    than a few blocks per worker. See :func:`blockwise_probabilities` for the parameters;
+    ``postprocess`` is a :class:`~unet_core.config.PostprocessConfig`.
+
+    Yields
+    ------
+    Progress
+        ``stage='predict'`` then ``stage='postprocess'`` records from the dask graphs.
+    """
+    import dask.array as da
+    import zarr
+
+    from .blockwise_labels import iter_label_blockwise
+
+    stop = threading.Event()
+    probs = blockwise_probabilities(model, data, config, tile_shape=tile_shape, mask=mask, stop=stop)
+    fg = (1.0 - probs[0]).astype(np.float32)
+    log.info("block-wise: %s image, %d blocks of %s", fg.shape, fg.npartitions, fg.chunksize)
+    fg_path = os.path.join(os.fspath(workdir), "foreground.zarr")
+    write = da.to_zarr(fg, fg_path, compute=False)
+    yield from iter_compute([write], stage="predict", workers=config.workers, client=client, stop=stop)
+    foreground = da.from_zarr(fg_path)
+    store = zarr.open_array(
+        os.path.join(os.fspath(workdir), "local_labels.zarr"), mode="w", shape=fg.shape,
+        chunks=fg.chunksize, dtype=np.uint32,
+    )
+    labels, n = yield from iter_label_blockwise(
+        foreground, postprocess, store, halo=config.halo, per_slice=True, workers=config.workers,
+        client=client, stop=stop,
+    )
+    return BlockwiseSegmentation(labels, foreground, n)

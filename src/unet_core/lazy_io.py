@@ -73,6 +73,8 @@ def kind_of(path: str | os.PathLike) -> str:
         return "zarr"
     if name.endswith(TIFF_SUFFIXES):
         return "tiff"
+    if Path(path).is_dir() and any((Path(path) / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")):
+        return "zarr"
     raise InputError(f"{path}: give a .tif/.tiff, .zarr or .ome.zarr path")
 
 
@@ -273,7 +275,7 @@ def write_ome_zarr(
         root = zarr.open_group(tmp, mode="w")
         base = da.asarray(image) if image is not None else labels
         write_image(base, root, scale_factors=factors, axes=_space_axes(axes), **extra)
-        write_labels(labels, root, name=name, scale_factors=factors, axes=_space_axes(axes), **extra)
+        write_labels(labels, root, name=name, scaler=None, scale_factors=factors, axes=_space_axes(axes), **extra)
     log.info("wrote %s: labels %s %s", path, labels.shape, labels.dtype)
     return Path(path)
 

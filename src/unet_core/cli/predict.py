@@ -9,6 +9,7 @@ import numpy as np
 
 from ..config import PostprocessConfig
 from ..errors import InputError
+from . import predict_blockwise
 from ._common import add_config_arguments, check_output, config_from_args, drain
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def add_parser(sub) -> None:
     # the name of --no-split-touching before the options were generated from PostprocessConfig
     p.add_argument("--no-split", dest="split_touching", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict_blockwise.add_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import labels_dtype, read_tiff, write_tiff
     from ..pipeline import iter_segment
 
+    if predict_blockwise.wanted(args):
+        return predict_blockwise.run(args)
     postprocess = config_from_args(PostprocessConfig, args)
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
