@@ -23,7 +23,10 @@ def _net(padding="valid"):
 
 def _blockwise_probs(net, img, block, **kw):
     from unet_core.blockwise import (
-        BlockwiseConfig, as_channel_first, blockwise_probabilities, iter_compute,
+        BlockwiseConfig,
+        as_channel_first,
+        blockwise_probabilities,
+        iter_compute,
         sampled_normalization_stats,
     )
     from unet_core.progress import run_to_end

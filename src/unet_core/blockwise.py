@@ -546,7 +546,7 @@ def iter_segment_blockwise(
 
     from .blockwise_labels import iter_label_blockwise
 
-    stop = threading.Event()
+    stop = threading.Event() if client is None else None  # an Event does not travel to a cluster
     probs = blockwise_probabilities(model, data, config, tile_shape=tile_shape, mask=mask, stop=stop)
     fg = (1.0 - probs[0]).astype(np.float32)
     log.info("block-wise: %s image, %d blocks of %s", fg.shape, fg.npartitions, fg.chunksize)
