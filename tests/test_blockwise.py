@@ -189,6 +189,12 @@ def test_cli_blockwise_ome_zarr_roundtrip_and_bad_inputs(tmp_path, capsys):
     image = open_lazy(out)
     assert labels.data.shape == image.data.shape == img.shape
     np.testing.assert_array_equal(np.asarray(image.data), img)
+    from napari_unet._reader import get_zarr_reader
+
+    layers = get_zarr_reader(str(out))(str(out))
+    assert [kind for _, _, kind in layers] == ["image", "labels"]
+    data = layers[1][0][0] if isinstance(layers[1][0], list) else layers[1][0]
+    assert data.shape == img.shape and int(data.max().compute()) > 0
     capsys.readouterr()
     assert main(["predict", str(model), str(tmp_path / "img.tif"), "-o", str(out), "--workers", "1"]) == 2
     zarr.open_group(tmp_path / "grp.zarr", mode="w")
