@@ -64,6 +64,23 @@ def test_blockwise_stack_equals_in_memory_slices():
     assert np.abs(got - np.moveaxis(ref, 1, 0)).max() < 1e-5
 
 
+def test_mask_skips_empty_blocks():
+    from unet_core.blockwise import BlockwiseConfig, as_channel_first, blockwise_probabilities
+
+    net = _net()
+    img = np.random.default_rng(3).integers(0, 255, (256, 256)).astype(np.uint8)
+    data = as_channel_first(da.from_array(img), "YX", None)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[0, 0] = 1  # foreground only in the first of the four 128-px blocks
+    cfg = BlockwiseConfig(block_size=128, device="cpu")
+    stats = (np.array([0.0]), np.array([255.0]))
+    masked = blockwise_probabilities(net, data, cfg, stats=stats, mask=mask).compute(scheduler="threads")
+    full = blockwise_probabilities(net, data, cfg, stats=stats).compute(scheduler="threads")
+    np.testing.assert_array_equal(masked[:, :128, :128], full[:, :128, :128])
+    assert (masked[0, 128:] == 1).all() and (masked[1:, :, 128:] == 0).all()
+    assert (full[0, 128:] < 1).any()
+
+
 def test_stats_are_the_whole_images_not_per_block():
     from unet_core.blockwise import sampled_normalization_stats
     from unet_core.config import NormalizationConfig

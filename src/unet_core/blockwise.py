@@ -69,6 +69,10 @@ class BlockwiseConfig:
         about twice this wide are labelled as in memory).
     device : str
         Torch device of each worker ('auto', 'cpu', 'cuda', ...).
+    tta : int
+        Test-time augmentation transforms (0 or 1: none; up to 8), as the in-memory tiler.
+    amp : str or None
+        Mixed precision ('auto', 'bf16', 'fp16'; None: off), as the in-memory tiler.
     """
 
     block_size: int = 1024
@@ -78,6 +82,8 @@ class BlockwiseConfig:
     batch_size: int = 4
     halo: int = 64
     device: str = "auto"
+    tta: int = 0
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.block_depth < 1 or self.batch_size < 1 or self.halo < 0:
@@ -96,7 +102,9 @@ _MODELS: dict[tuple, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def worker_forward(model: Any, device: str = "auto") -> tuple[Any, Any]:
+def worker_forward(
+    model: Any, device: str = "auto", tta: int = 0, amp: str | None = None
+) -> tuple[Any, Any]:
     """``(model, TileForward)`` for a checkpoint path or a model, cached per process.
 
     A path is loaded on first use in each worker process and kept; a model object is prepared
@@ -107,7 +115,7 @@ def worker_forward(model: Any, device: str = "auto") -> tuple[Any, Any]:
     from .device import resolve_device
     from .tiling import prepared_forward
 
-    key = (os.fspath(model) if isinstance(model, str | os.PathLike) else id(model), device)
+    key = (os.fspath(model) if isinstance(model, str | os.PathLike) else id(model), device, tta, amp)
     with _MODELS_LOCK:
         if key not in _MODELS:
             net = model
@@ -116,7 +124,7 @@ def worker_forward(model: Any, device: str = "auto") -> tuple[Any, Any]:
 
                 net = load_checkpoint(model).model
             stack = contextlib.ExitStack()  # kept open for the life of the process
-            fwd = stack.enter_context(prepared_forward(net, resolve_device(device), amp=None))
+            fwd = stack.enter_context(prepared_forward(net, resolve_device(device), tta=tta, amp=amp))
             _MODELS[key] = (net, fwd, stack)
         net, fwd, _ = _MODELS[key]
     return net, fwd
@@ -238,14 +246,15 @@ def predict_block(
     out_shape : tuple of int
         The block's spatial output shape.
     options : dict
-        ``device``, ``batch_size``, ``tile_shape`` (the plan's wished output tile).
+        ``device``, ``batch_size``, ``tile_shape`` (the plan's wished output tile), ``tta``,
+        ``amp``.
     """
     from .normalization import apply_normalization
     from .tiling import NumpyMerger, plan_tiles
 
     if stop is not None and stop.is_set():
         raise InterruptedError("block-wise prediction stopped")
-    net, fwd = worker_forward(model, options["device"])
+    net, fwd = worker_forward(model, options["device"], options["tta"], options["amp"])
     window = _take(region, index)
     plan = plan_tiles(net, out_shape, options["tile_shape"])
     lo, sc = np.asarray(offset), np.asarray(scale)
@@ -351,7 +360,8 @@ def blockwise_probabilities(
     lo, sc = tuple(float(v) for v in stats[0]), tuple(float(v) for v in stats[1])
     spatial = tuple(int(n) for n in data.shape[-2:])
     zs = block_starts(int(data.shape[1]), config.block_depth) if data.ndim == 4 else [None]
-    options = {"device": config.device, "batch_size": config.batch_size, "tile_shape": (tile_shape or block,) * 2}
+    options = {"device": config.device, "batch_size": config.batch_size, "tile_shape": (tile_shape or block,) * 2,
+               "tta": config.tta, "amp": config.amp}
     mask_fn = _mask_lookup(mask, data.shape[1:]) if mask is not None else None
     rows = []
     for z in zs:

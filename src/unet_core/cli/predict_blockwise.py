@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     config = BlockwiseConfig(
         block_size=args.block_size or BlockwiseConfig.block_size, workers=args.workers,
         address=args.dask, batch_size=args.batch_size or BlockwiseConfig.batch_size, device=args.device,
+        tta=args.tta, amp=None if args.amp == "off" else args.amp,
     )
     mask = np.asarray(open_lazy(args.mask).data) if args.mask else None
     client = connect(args.dask) if args.dask else None
