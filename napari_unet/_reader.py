@@ -122,3 +122,74 @@ def tiff_layer_data(
     if "units" in kwargs:
         per_channel["units"] = [kwargs["units"]] * n
     return data, {**kwargs, **per_channel, "channel_axis": channel}, "image"
+
+
+#: Folder endings the zarr reader accepts (OME-Zarr images and plain zarr arrays).
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+
+
+def get_zarr_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """The lazy reader for one ``.zarr`` / ``.ome.zarr`` folder, or None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).rstrip("/").lower().endswith(ZARR_SUFFIXES):
+        return None
+    return read_zarr_layers
+
+
+def read_zarr_layers(path: str | list[str]) -> list[LayerData]:
+    """Layers of a zarr array or OME-Zarr image, read lazily (dask; pyramids stay multiscale).
+
+    An OME-Zarr gives its image (all pyramid levels) and each ``labels/<name>`` as a Labels
+    layer; a plain zarr array gives one image layer. Nothing is read until napari draws it.
+    """
+    import zarr
+
+    from unet_core.lazy_io import open_lazy
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    source = os.fspath(path).rstrip("/")
+    node = zarr.open(source, mode="r")
+    attrs = dict(node.attrs)
+    if isinstance(node, zarr.Array) or ("multiscales" not in attrs and "multiscales" not in attrs.get("ome", {})):
+        image = open_lazy(source)
+        return [(image.data, {"name": _zarr_name(source), "metadata": {AXES_KEY: image.axes, "source": source}}, "image")]
+    layers = [_ome_layer(source, "image")]
+    if "labels" in node:
+        for name in sorted(dict(node["labels"].attrs).get("labels", []) or _ome_labels(node["labels"])):
+            layers.append(_ome_layer(os.path.join(source, "labels", name), "labels"))
+    return layers
+
+
+def _ome_labels(group) -> list[str]:
+    attrs = dict(group.attrs)
+    return list(attrs.get("ome", {}).get("labels", []))
+
+
+def _ome_layer(source: str, kind: str) -> LayerData:
+    """One OME-Zarr multiscale image as (list of dask levels, kwargs, kind)."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    node = next(n for n in Reader(parse_url(source, mode="r"))() if n.load(Multiscales) is not None)
+    levels = list(node.data)
+    axes = "".join(a["name"] if isinstance(a, dict) else str(a) for a in node.metadata.get("axes", [])).upper()
+    kwargs: dict[str, Any] = {"name": _zarr_name(source), "metadata": {AXES_KEY: axes, "source": source}}
+    scale = node.metadata.get("coordinateTransformations", [[]])[0]
+    for t in scale:
+        if t.get("type") == "scale":
+            kwargs["scale"] = tuple(float(s) for s in t["scale"])
+    if len(levels) > 1:
+        kwargs["multiscale"] = True
+    return (levels if len(levels) > 1 else levels[0]), kwargs, kind
+
+
+def _zarr_name(source: str) -> str:
+    name = Path(source).name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -9,9 +9,14 @@ pytestmark = pytest.mark.gui
 
 
 def test_train_and_predict_share_the_chooser(make_napari_viewer, tmp_path, cpu_only, project_home, registry, monkeypatch):  # noqa: F811
-    from napari_unet._model_source import BUILTIN_PREFIX, CHECKPOINT_FILE, NEW_MODEL, ModelSourceChooser
-    from unet_core.builtin_models import list_builtin_models
+    from napari_unet._model_source import (
+        BUILTIN_PREFIX,
+        CHECKPOINT_FILE,
+        NEW_MODEL,
+        ModelSourceChooser,
+    )
     from napari_unet._registry import ModelEntry
+    from unet_core.builtin_models import list_builtin_models
     from unet_core.errors import InputError
 
     viewer = make_napari_viewer()

@@ -65,14 +65,28 @@ def probabilities_to_instances(
         out = np.zeros(fg.shape, np.uint32)
         offset = 0
         for z in range(fg.shape[0]):
-            lab = _instances_2d(fg[z], *options)
+            lab = instances_from_foreground(fg[z], *options)
             out[z] = np.where(lab > 0, lab + offset, 0)
             offset = int(out[z].max(initial=offset))
         return out
-    return _instances_2d(fg, *options)
+    return instances_from_foreground(fg, *options)
 
 
-def _instances_2d(fg: np.ndarray, split: bool, min_size: int, min_distance: int) -> np.ndarray:
+def instances_from_foreground(fg: np.ndarray, split: bool, min_size: int, min_distance: int) -> np.ndarray:
+    """Instance labels of a boolean foreground mask of any dimension (2D slices or 3D volumes).
+
+    Parameters
+    ----------
+    fg : ndarray of bool, shape (Y, X) or (Z, Y, X)
+    split, min_size, min_distance
+        As :class:`~unet_core.config.PostprocessConfig`'s ``split_touching``, ``min_size`` and
+        ``min_distance``.
+
+    Returns
+    -------
+    ndarray of uint32, shape of ``fg``
+        Sequential ids 1..N (0 = background).
+    """
     from scipy import ndimage as ndi
     from skimage.morphology import remove_small_objects
     from skimage.segmentation import relabel_sequential, watershed

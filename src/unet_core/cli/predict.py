@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import PostprocessConfig
 from ..errors import InputError
+from . import predict_blockwise
 from ._common import add_config_arguments, check_output, config_from_args, drain, int_in
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-split", dest="split_touching", action="store_false", help=argparse.SUPPRESS)
     _defaults_from_model(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict_blockwise.add_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sources import load_model
 
     config_from_args(PostprocessConfig, args)  # a wrong option fails before the model loads
+    if predict_blockwise.wanted(args):
+        return predict_blockwise.run(args)
     out = check_output(args.output, args.overwrite)
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_model(args.model)
