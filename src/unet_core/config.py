@@ -15,7 +15,7 @@ import numbers
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -212,9 +212,16 @@ class ModelConfig:
     output_stride : {16, 8}
         DeepLabv3+ only: ratio of input to encoder-output resolution. 16 uses atrous rates
         6/12/18 in ASPP, 8 doubles them (finer, about 4x slower).
-    spatial_dims : int
-        Number of spatial axes the network works on (2: images ``(Y, X)``). Only 2 is
-        available; 3D networks are planned. Checkpoints without it are 2D.
+    spatial_dims : {2, 3}
+        Number of spatial axes the network works on: 2 = images ``(Y, X)`` (stacks are
+        predicted slice by slice), 3 = volumes ``(Z, Y, X)`` (U-Net only, Cicek et al. 2016).
+        Checkpoints without it are 2D.
+    pool_z : tuple of bool
+        3D U-Nets: per level (``depth`` entries), whether the 2x2x2 pooling also halves z.
+        A level that does not pool z (an anisotropic stack whose z spacing is still coarser
+        than y/x at that level) pools (1, 2, 2), up-samples (1, 2, 2) and uses (1, 3, 3)
+        convolutions. Empty = every level pools z (isotropic voxels);
+        :func:`anisotropic_pool_z` chooses it from the voxel size.
 
     Notes
     -----
@@ -235,14 +242,11 @@ class ModelConfig:
     class_names: tuple[str, ...] = ("background", "foreground")
     width: float = 1.0
     output_stride: Literal[16, 8] = 16
-    spatial_dims: int = 2
+    spatial_dims: Literal[2, 3] = 2
+    pool_z: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.spatial_dims != 2:
-            raise InputError(
-                f"spatial_dims={self.spatial_dims!r}: 3D networks are not available yet; use "
-                "spatial_dims=2 (2D networks predict volumes slice by slice)"
-            )
+        self._check_spatial()
         if self.arch in PADDED_ONLY_ARCHS and self.padding != "same":
             object.__setattr__(self, "padding", "same")
         check_choices(self)
@@ -266,6 +270,45 @@ class ModelConfig:
                 ["background"] + [f"class {i}" for i in range(1, self.n_classes)]
             )
             object.__setattr__(self, "class_names", names)
+
+    def _check_spatial(self) -> None:
+        """Validate ``spatial_dims`` and ``pool_z`` (3D U-Nets only)."""
+        if self.spatial_dims not in (2, 3):
+            raise InputError(
+                f"spatial_dims={self.spatial_dims!r}: use 2 (images; stacks slice by slice) or 3 "
+                "(volumes, U-Net only)"
+            )
+        if self.spatial_dims == 3 and self.arch != "unet":
+            raise InputError(
+                f"arch {self.arch!r} is 2D only; use arch='unet' for a 3D network (spatial_dims=3)"
+            )
+        pool_z = tuple(bool(p) for p in self.pool_z)
+        object.__setattr__(self, "pool_z", pool_z)
+        if pool_z and (self.spatial_dims != 3 or len(pool_z) != self.depth):
+            raise InputError(
+                f"pool_z {pool_z} needs spatial_dims=3 and one entry per level (depth "
+                f"{self.depth}); leave it empty for isotropic pooling"
+            )
+
+
+def anisotropic_pool_z(voxel_size: Sequence[float], depth: int) -> tuple[bool, ...]:
+    """Per-level z pooling of a 3D U-Net for voxels of ``voxel_size`` (z, y, x).
+
+    A level pools z only once the voxel is about isotropic (z spacing < 1.5 x the y/x spacing
+    at that level); otherwise it pools (1, 2, 2), which halves the z/xy ratio. E.g. a ratio of
+    4 and depth 3 gives (False, False, True). Returns ``()`` (every level pools z) when all
+    levels do.
+    """
+    z, y, x = (float(v) for v in voxel_size)
+    if not all(math.isfinite(v) and v > 0 for v in (z, y, x)):
+        raise InputError(f"voxel size must be three positive numbers (z, y, x), got {tuple(voxel_size)}")
+    ratio = z / min(y, x)
+    out = []
+    for _ in range(depth):
+        pooled = ratio < 1.5
+        out.append(pooled)
+        ratio = ratio if pooled else ratio / 2
+    return () if all(out) else tuple(out)
 
 
 @dataclass(frozen=True)

@@ -259,8 +259,8 @@ def _shrink(
     if batch > 1:
         log.warning("out of memory with batch %d; retrying with batch %d", batch, batch // 2)
         return plan, batch // 2
-    m = model.size_multiple
-    new_plan = plan_tiles(model, spatial, tuple(max(m, o // 2) for o in plan.out_shape))
+    mult = [model.axis_geometry(i).size_multiple for i in range(len(spatial))]
+    new_plan = plan_tiles(model, spatial, tuple(max(m, o // 2) for m, o in zip(mult, plan.out_shape)))
     if new_plan.in_shape == plan.in_shape:
         raise InputError(
             f"out of memory on {dev} even with {plan.in_shape} tiles, batch 1; free memory, "
@@ -300,12 +300,16 @@ def predict_whole(model: SegmentationNet, image: np.ndarray, *, normalize_input:
     slab = stack[0]
     lo, sc = _input_scaling(slab, cfg, normalize_input)
     spatial = slab.shape[1:]
+    geoms = [model.axis_geometry(i) for i in range(d)]
     if model.border:
-        x = crop_reflect(slab, (-model.border,) * d, tuple(model.valid_input_size(n) for n in spatial))
-        off = 0
+        x = crop_reflect(slab, tuple(-g.border for g in geoms),
+                         tuple(g.valid_input_size(n) for g, n in zip(geoms, spatial)))
+        offs = (0,) * d
     else:  # padded net: mirror context on all sides, up to a multiple of size_multiple
-        m, off = model.size_multiple, padded_context(model)
-        x = crop_reflect(slab, (-off,) * d, tuple(-(-(n + 2 * off) // m) * m for n in spatial))
+        offs = tuple(padded_context(g) for g in geoms)
+        x = crop_reflect(slab, tuple(-o for o in offs), tuple(
+            -(-(n + 2 * o) // g.size_multiple) * g.size_multiple for g, n, o in zip(geoms, spatial, offs)
+        ))
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -314,4 +318,4 @@ def predict_whole(model: SegmentationNet, image: np.ndarray, *, normalize_input:
             p = torch.softmax(model(torch.from_numpy(apply_normalization(x, lo, sc)[None]).to(dev)).float(), 1)
     finally:
         model.train(was_training)
-    return p[(0, slice(None), *(slice(off, off + n) for n in spatial))].cpu().numpy()
+    return p[(0, slice(None), *(slice(o, o + n) for o, n in zip(offs, spatial)))].cpu().numpy()
