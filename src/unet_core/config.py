@@ -501,6 +501,13 @@ DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cuda": {"tile_size": 256, "batch_size": 16, "amp": True},
 }
 
+#: 3D models: smaller tiles and batches (a tile is a volume)
+DEVICE_DEFAULTS_3D: dict[str, dict[str, Any]] = {
+    "cpu": {"tile_size": 32, "batch_size": 2, "amp": False},
+    "mps": {"tile_size": 64, "batch_size": 2, "amp": False},
+    "cuda": {"tile_size": 96, "batch_size": 2, "amp": True},
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -561,6 +568,12 @@ class TrainConfig:
         Random seed; the same seed gives the same result on the CPU.
     device : str
         'auto' (cuda > mps > cpu), 'cuda', 'cuda:N', 'mps' or 'cpu'.
+    voxel_size : tuple of float or None
+        3D models: the training stacks' voxel size (z, y, x); weight-map distances use it, and
+        the automatic ``tile_z`` follows it. None = isotropic.
+    tile_z : int or None
+        3D models: output depth of a training tile in slices; None = the z extent that matches
+        ``tile_size`` in physical size (``tile_size * y / z`` of ``voxel_size``), at least 4.
     """
 
     model: ModelConfig = field(
@@ -587,9 +600,18 @@ class TrainConfig:
     amp: bool | None = None
     seed: int = 0
     device: str = field(default="auto", metadata={"choices": _devices})
+    voxel_size: tuple[float, ...] | None = None
+    tile_z: int | None = None
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.voxel_size is not None:
+            v = tuple(float(x) for x in self.voxel_size)
+            if len(v) != 3 or not all(math.isfinite(x) and x > 0 for x in v):
+                raise InputError(f"voxel_size must be three positive numbers (z, y, x), got {self.voxel_size!r}")
+            object.__setattr__(self, "voxel_size", v)
+        if self.tile_z is not None:
+            _check_range("tile_z", self.tile_z, 1, 4096, integer=True, text="from 1 to 4096 slices")
         _check_range("iterations", self.iterations, 1, 10**9, integer=True)
         if self.time_limit is not None and not (
             isinstance(self.time_limit, numbers.Real) and math.isfinite(self.time_limit) and self.time_limit > 0
@@ -627,8 +649,13 @@ def resolve_train_config(config: TrainConfig, device_type: str) -> TrainConfig:
     TrainConfig
         With concrete ``tile_size``, ``batch_size`` and ``amp``.
     """
-    defaults = DEVICE_DEFAULTS.get(device_type, DEVICE_DEFAULTS["cpu"])
+    table = DEVICE_DEFAULTS_3D if config.model.spatial_dims == 3 else DEVICE_DEFAULTS
+    defaults = table.get(device_type, table["cpu"])
     changes = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    if config.model.spatial_dims == 3 and config.tile_z is None:
+        tile = changes.get("tile_size", config.tile_size)
+        z, y, x = config.voxel_size or (1.0, 1.0, 1.0)
+        changes["tile_z"] = max(4, round(tile * min(y, x) / z))
     if device_type != "cuda" and config.amp:
         changes["amp"] = False  # autocast float16 training is only supported on CUDA here
     return dataclasses.replace(config, **changes) if changes else config

@@ -115,6 +115,7 @@ def prepare_data(
             config.weights,
             region_margin=config.region_margin,
             semantic=config.semantic,
+            voxel_size=config.voxel_size,
         )
 
     slices = prepare(pairs)
@@ -250,6 +251,28 @@ def all_finite(model: torch.nn.Module) -> bool:
     return all(
         bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
     )
+
+
+def tile_sizes(model: SegmentationNet, tile: int, tile_z: int | None) -> tuple[Any, Any, Any]:
+    """Network input size, output size and border of a training tile, per spatial axis.
+
+    2D: ints (square tiles of output edge ``tile``). 3D: tuples (z, y, x) with output depth
+    ``tile_z`` and edge ``tile`` in y and x, each axis sized by its own geometry
+    (:meth:`~unet_core.models.base.SegmentationNet.axis_geometry`).
+    """
+    if model.config.spatial_dims == 2:
+        geoms, wanted = [model], [tile]
+    else:
+        geoms, wanted = [model.axis_geometry(i) for i in range(3)], [tile_z or tile, tile, tile]
+    ins, outs, borders = [], [], []
+    for g, t in zip(geoms, wanted):
+        n_in = g.valid_input_size(t) if model.border else -(-t // g.size_multiple) * g.size_multiple
+        ins.append(n_in)
+        outs.append(g.output_size(n_in))
+        borders.append(g.border)
+    if model.config.spatial_dims == 2:
+        return ins[0], outs[0], borders[0]
+    return tuple(ins), tuple(outs), tuple(borders)
 
 
 def shrunk_tile(tile: int, size_multiple: int) -> int:
