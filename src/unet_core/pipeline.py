@@ -89,7 +89,9 @@ def iter_segment(
         How probabilities become instances.
     **tiling_options
         Keyword arguments of :func:`unet_core.tiling.iter_predict_tiled`: ``channel_axis``,
-        ``tile_shape``, ``batch_size``, ``device``, ``tta``, ``amp``, ...
+        ``tile_shape``, ``batch_size``, ``device``, ``tta``, ``amp``, ...; and ``voxel_size``
+        (z, y, x) for a 3D model's post-processing
+        (:func:`unet_core.postprocess.volume_to_instances`; default isotropic).
 
     Yields
     ------
@@ -103,8 +105,14 @@ def iter_segment(
     """
     from .tiling import iter_predict_tiled
 
+    voxel_size = tiling_options.pop("voxel_size", None)
     probabilities = yield from iter_predict_tiled(model, image, **tiling_options)
     yield Progress("postprocess", 0, 1, "instances")
+    if model.config.spatial_dims == 3:  # (K, Z, Y, X) of one volume: 3D instances
+        from .postprocess import volume_to_instances
+
+        labels = volume_to_instances(probabilities, postprocess, sampling=voxel_size)
+        return Segmentation(probabilities, (1.0 - probabilities[0]).astype(np.float32), labels, postprocess)
     return segment_probabilities(probabilities, postprocess)
 
 

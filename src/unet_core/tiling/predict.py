@@ -97,6 +97,8 @@ def iter_predict_tiled(
         Empty, non-numeric or non-finite images, wrong channel count or axes.
     """
     cfg = model.config
+    if cfg.spatial_dims == 3:
+        check_volume(model, np.shape(image), channel_axis)
     stack, single = as_channel_stack(image, channel_axis, cfg.in_channels, spatial_dims=cfg.spatial_dims)
     tile = _check_tiling_options(tile_shape, batch_size, cfg.spatial_dims)
     out, factory = _default_storage(merger_factory, (len(stack), cfg.n_classes, *stack.shape[2:]))
@@ -106,6 +108,29 @@ def iter_predict_tiled(
         results = yield from _predict_stack(model, fwd, stack, plan, batch, normalize_input, factory)
     result = results if out is None else out
     return result[0] if single else result
+
+
+def min_slices(model: SegmentationNet) -> int:
+    """Fewest z slices a 3D model segments: more than its z border ('valid' nets: the stack is
+    mirrored once at each end), at least 2."""
+    return max(2, model.axis_geometry(0).border + 1)
+
+
+def check_volume(model: SegmentationNet, shape: tuple[int, ...], channel_axis: int | None) -> None:
+    """Refuse, saying what to do, an image a 3D model cannot segment: a 2D image, or a stack
+    thinner than :func:`min_slices`. ``shape`` is the image's shape (with ``channel_axis``)."""
+    spatial = [n for i, n in enumerate(shape) if channel_axis is None or i != channel_axis % len(shape)]
+    if len(spatial) < 3:
+        raise InputError(
+            f"this is a 3D model (it segments z-stacks) but the image {tuple(shape)} is 2D; give a "
+            "stack (Z, Y, X) or use a 2D model"
+        )
+    need = min_slices(model)
+    if spatial[-3] < need:
+        raise InputError(
+            f"the stack has {spatial[-3]} slice(s) but this 3D model needs at least {need} (its "
+            "z border); give a stack with more slices or use a 2D model (slice by slice)"
+        )
 
 
 def _first_plan(

@@ -253,6 +253,22 @@ def all_finite(model: torch.nn.Module) -> bool:
     )
 
 
+def slices_of_volumes(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """3D batches as batches of 2D slices for the (2D) losses: logits ``(N, K, Z, Y, X)`` ->
+    ``(N*Z, K, Y, X)``, target/weight ``(N, Z, Y, X)`` -> ``(N*Z, Y, X)``; 2D batches unchanged.
+
+    The pixel-wise losses (weighted cross-entropy, Dice over the batch) are sums over all
+    voxels, so they are the same on the slices as on the volumes.
+    """
+    if logits.ndim != 5:
+        return logits, target, weight
+    n, k, z, y, x = logits.shape
+    return (logits.permute(0, 2, 1, 3, 4).reshape(n * z, k, y, x),
+            target.reshape(n * z, y, x), weight.reshape(n * z, y, x))
+
+
 def tile_sizes(model: SegmentationNet, tile: int, tile_z: int | None) -> tuple[Any, Any, Any]:
     """Network input size, output size and border of a training tile, per spatial axis.
 

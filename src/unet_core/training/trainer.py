@@ -52,6 +52,7 @@ from .parts import (
     prepare_data,
     set_train_mode,
     shrunk_tile,
+    slices_of_volumes,
     starting_point,
     tile_sizes,
 )
@@ -245,7 +246,7 @@ class Trainer:
         x, y, w = batch
         with self.precision.autocast():
             logits = self.model(x)
-        loss = self.loss_fn(logits.float(), y, w)
+        loss = self.loss_fn(*slices_of_volumes(logits.float(), y, w))
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
         scaler.scale(loss).backward()

@@ -31,6 +31,7 @@ from ..models import SegmentationNet
 from ..pipeline import segment_probabilities
 from ..tiling import predict_tiled
 from .data import PreparedSlice
+from .parts import slices_of_volumes
 
 
 def predict_region(model: SegmentationNet, sl: PreparedSlice, device: torch.device) -> tuple[np.ndarray, tuple[slice, ...]]:
@@ -87,7 +88,9 @@ def evaluate(
             logp = torch.from_numpy(np.log(np.clip(probs, 1e-7, 1.0)))[None]
             w_total = float(weight.sum())
             if w_total > 0:
-                loss = loss_fn(logp, torch.from_numpy(target)[None], torch.from_numpy(weight)[None])
+                loss = loss_fn(*slices_of_volumes(
+                    logp, torch.from_numpy(target)[None], torch.from_numpy(weight)[None]
+                ))
                 loss_sum += float(loss) * w_total
                 weight_sum += w_total
             pred = probs.argmax(0)
