@@ -94,3 +94,18 @@ def test_cli_3d_train_predict_and_bad_inputs(tmp_path, stack, capsys):
     assert main(["train", "--dims", "3", "--image", str(tmp_path / "flat.tif"), "--labels",
                  str(tmp_path / "flat.tif"), "-o", str(tmp_path / "n.pt"), "--iterations", "1"]) == 2
     assert "single 2D image" in capsys.readouterr().err
+
+
+def test_plugin_3d_sample_has_the_voxel_scale():
+    from pathlib import Path
+
+    from npe2 import PluginManifest
+
+    import napari_unet
+    from napari_unet._sample_data import sample_nuclei_3d
+
+    (img, img_kw, kind), (lab, lab_kw, lab_kind) = sample_nuclei_3d()
+    assert (kind, lab_kind) == ("image", "labels") and img.ndim == 3 and lab.shape == img.shape
+    assert img_kw["scale"] == lab_kw["scale"] and img_kw["scale"][0] > img_kw["scale"][1]
+    manifest = PluginManifest.from_file(Path(napari_unet.__file__).parent / "napari.yaml")
+    assert "napari-unet.sample_nuclei_3d" in [s.command for s in manifest.contributions.sample_data]
