@@ -568,9 +568,9 @@ class TrainConfig:
         Random seed; the same seed gives the same result on the CPU.
     device : str
         'auto' (cuda > mps > cpu), 'cuda', 'cuda:N', 'mps' or 'cpu'.
-    voxel_size : tuple of float or None
+    voxel_size : tuple of float
         3D models: the training stacks' voxel size (z, y, x); weight-map distances use it, and
-        the automatic ``tile_z`` follows it. None = isotropic.
+        the automatic ``tile_z`` follows it. Empty = isotropic.
     tile_z : int or None
         3D models: output depth of a training tile in slices; None = the z extent that matches
         ``tile_size`` in physical size (``tile_size * y / z`` of ``voxel_size``), at least 4.
@@ -600,12 +600,12 @@ class TrainConfig:
     amp: bool | None = None
     seed: int = 0
     device: str = field(default="auto", metadata={"choices": _devices})
-    voxel_size: tuple[float, ...] | None = None
+    voxel_size: tuple[float, ...] = ()
     tile_z: int | None = None
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.voxel_size is not None:
+        if self.voxel_size:
             v = tuple(float(x) for x in self.voxel_size)
             if len(v) != 3 or not all(math.isfinite(x) and x > 0 for x in v):
                 raise InputError(f"voxel_size must be three positive numbers (z, y, x), got {self.voxel_size!r}")

@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         width=args.width, output_stride=args.output_stride, spatial_dims=args.dims,
         pool_z=anisotropic_pool_z(args.voxel_size, args.depth) if args.dims == 3 and args.voxel_size else (),
     )
-    config = replace(config, voxel_size=args.voxel_size, tile_z=args.tile_z)
+    config = replace(config, voxel_size=args.voxel_size or (), tile_z=args.tile_z)
     if args.dims == 3:
         log.info("3D U-Net, voxel size %s, z pooling per level %s", args.voxel_size or "isotropic",
                  model.pool_z or "all")

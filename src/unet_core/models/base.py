@@ -100,8 +100,11 @@ class AxisGeometry(Geometry):
 class SegmentationNet(nn.Module, Geometry):
     """Base class: ``(N, in_channels, *spatial)`` float32 -> ``(N, n_classes, *out_spatial)`` logits.
 
-    ``spatial`` has ``config.spatial_dims`` axes and ``out_spatial[i] = output_size(spatial[i])``.
-    Subclasses set :attr:`config` and implement :meth:`forward` and :meth:`output_size`.
+    ``spatial`` has ``config.spatial_dims`` axes and
+    ``out_spatial[i] = axis_geometry(i).output_size(spatial[i])``. Subclasses set :attr:`config`
+    and implement :meth:`forward` and :meth:`output_size` (and :meth:`axis_geometry` when an axis
+    differs). The attributes below are those of the y and x axes (of every axis unless
+    :meth:`axis_geometry` says otherwise).
 
     Attributes
     ----------

@@ -243,7 +243,7 @@ def _prepare_volume(
     if mask is None and not lab.any():
         return []
     sampling = None
-    if voxel_size is not None:
+    if voxel_size:
         sampling = tuple(v / min(voxel_size[1:]) for v in voxel_size)
     t = training_targets(lab, weights, mask=region, region_margin=region_margin, semantic=semantic,
                          sampling=sampling)

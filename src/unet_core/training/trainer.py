@@ -184,6 +184,7 @@ class Trainer:
         # resolved above: no longer 'auto' (None)
         self.batch_size = int(config.batch_size)  # type: ignore[arg-type]
         self.tile = int(config.tile_size)  # type: ignore[arg-type]
+        self.tile_z = config.tile_z  # 3D models (resolved); None for 2D
         self.step, self.best_score, self.best_step = 0, -math.inf, 0
         self.clock = Clock(config.time_clock)
         self.sampler: TileSampler | None = None  # made once the tile size is known
@@ -197,7 +198,6 @@ class Trainer:
             "init_from": str(init_from) if init_from else None,
             "resumed_from": str(resume) if resume else None,
         }
-        self.tile_z = config.tile_z
         self._resize(self.tile)
         # on accelerators the slices stay on the device (no host copies per step); on the CPU the
         # windows are cut with numpy (no padded copies of every slice in memory)
