@@ -80,6 +80,7 @@ class PredictionResult:
     image_name: str
     index: int | None
     segmentation: Any  # unet_core.pipeline.Segmentation
+    voxel_size: tuple[float, ...] | None = None  # set for a 3D model's volume (3D instances)
 
     @property
     def probability(self) -> np.ndarray:
@@ -102,19 +103,28 @@ def predict_job(
     device: str,
     postprocess: PostprocessConfig,
     image_name: str = "",
+    voxel_size: tuple[float, ...] | None = None,
 ) -> Generator:
-    """Worker generator: load the model if needed, then the engine's pipeline (tiles, instances)."""
+    """Worker generator: load the model if needed, then the engine's pipeline (tiles, instances).
+
+    A 3D model segments the whole stack (``index`` ignored) into 3D instances, with the layer's
+    ``voxel_size`` (z, y, x) for the anisotropic post-processing."""
     from unet_core.pipeline import iter_segment
     from unet_core.sources import load_model
 
     if model is None:
         loaded = load_model(checkpoint)  # a checkpoint, a built-in model or a bioimage.io package
         model = getattr(loaded, "model", loaded)
+    volume = getattr(getattr(model, "config", None), "spatial_dims", 2) == 3
+    if volume:
+        index, options = None, {"voxel_size": voxel_size}
+    else:
+        options, voxel_size = {}, None
     data = image[index] if index is not None else image
     segmentation = yield from iter_segment(
-        model, data, postprocess, channel_axis=channel_axis, device=device, tta=tta
+        model, data, postprocess, channel_axis=channel_axis, device=device, tta=tta, **options
     )
-    return PredictionResult(image_name, index, segmentation)
+    return PredictionResult(image_name, index, segmentation, voxel_size if volume else None)
 
 
 def reapply_job(result: PredictionResult, postprocess: PostprocessConfig) -> Generator:
@@ -123,9 +133,11 @@ def reapply_job(result: PredictionResult, postprocess: PostprocessConfig) -> Gen
     from unet_core.progress import Progress
 
     yield Progress("postprocess", 0, 1, "instances")
-    return PredictionResult(
-        result.image_name, result.index, segment_probabilities(result.segmentation.probabilities, postprocess)
+    seg = segment_probabilities(  # a 3D model's volume keeps its voxel size
+        result.segmentation.probabilities, postprocess,
+        volume=result.voxel_size is not None, voxel_size=result.voxel_size,
     )
+    return PredictionResult(result.image_name, result.index, seg, result.voxel_size)
 
 
 class PredictWidget(QWidget):
@@ -289,6 +301,7 @@ class PredictWidget(QWidget):
             partial(
                 predict_job, model, checkpoint if model is None else None, data, channel_axis, index,
                 self.tta_check.isChecked(), self.device_combo.currentText(), postprocess, image.name,
+                tuple(float(v) for v in image.scale[-3:]) if image.ndim >= 3 else None,
             ),
             torch_threads=worker_threads(),
         )

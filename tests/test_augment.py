@@ -111,13 +111,16 @@ def test_bad_config_is_refused():
         AugmentConfig(elastic_grid=1)
 
 
-def test_non_2d_windows_are_refused_with_the_fix():
+def test_unsupported_windows_are_refused_with_the_fix():
     from unet_core.errors import InputError
 
     aug = Augmenter(AugmentConfig(), seed=0)
-    volume = torch.zeros(2, 1, 9, 9, 9)
+    volume = torch.zeros(2, 1, 9, 9, 7)  # volumes are augmented (tests/test_3d.py), not with Y != X
     with pytest.raises(InputError, match="augment=False"):
-        aug(volume, torch.zeros(2, 9, 9, 9, dtype=torch.long), torch.zeros(2, 9, 9, 9), in_size=9, border=0)
+        aug(volume, torch.zeros(2, 9, 9, 7, dtype=torch.long), torch.zeros(2, 9, 9, 7), in_size=9, border=0)
+    with pytest.raises(InputError, match="augment=False"):
+        aug(torch.zeros(2, 1, 9, 9, 9, 9), torch.zeros(2, 9, 9, 9, 9, dtype=torch.long),
+            torch.zeros(2, 9, 9, 9, 9), in_size=9, border=0)
     image, target, weight = _batch(n=2, s=21)
     with pytest.raises(InputError, match="shape"):
         aug(image, target[:, :20], weight, in_size=21, border=0)

@@ -128,11 +128,11 @@ def test_forward_backward_every_configuration(padding, batch_norm, up_mode, drop
 
 
 # ------------------------------------------------------------------------------ spatial axes
-def test_spatial_dims_is_2_and_3d_is_refused_with_the_fix():
+def test_spatial_dims_2_by_default_and_other_counts_refused_with_the_fix():
     net = UNet(depth=1, base_channels=2)
     assert ModelConfig().spatial_dims == 2 and net.spatial_dims == 2
-    for bad in (3, 1, 0):
-        with pytest.raises(InputError, match="3D networks are not available yet; use spatial_dims=2"):
+    for bad in (4, 1, 0):
+        with pytest.raises(InputError, match=r"use 2 \(images; stacks slice by slice\) or 3"):
             ModelConfig(spatial_dims=bad)
     with pytest.raises(InputError, match=r"\(N, C, \*spatial\) tensor with 2 spatial axes"):
         net(torch.zeros(1, 1, 20, 20, 20))

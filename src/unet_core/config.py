@@ -15,7 +15,7 @@ import numbers
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -212,9 +212,16 @@ class ModelConfig:
     output_stride : {16, 8}
         DeepLabv3+ only: ratio of input to encoder-output resolution. 16 uses atrous rates
         6/12/18 in ASPP, 8 doubles them (finer, about 4x slower).
-    spatial_dims : int
-        Number of spatial axes the network works on (2: images ``(Y, X)``). Only 2 is
-        available; 3D networks are planned. Checkpoints without it are 2D.
+    spatial_dims : {2, 3}
+        Number of spatial axes the network works on: 2 = images ``(Y, X)`` (stacks are
+        predicted slice by slice), 3 = volumes ``(Z, Y, X)`` (U-Net only, Cicek et al. 2016).
+        Checkpoints without it are 2D.
+    pool_z : tuple of bool
+        3D U-Nets: per level (``depth`` entries), whether the 2x2x2 pooling also halves z.
+        A level that does not pool z (an anisotropic stack whose z spacing is still coarser
+        than y/x at that level) pools (1, 2, 2), up-samples (1, 2, 2) and uses (1, 3, 3)
+        convolutions. Empty = every level pools z (isotropic voxels);
+        :func:`anisotropic_pool_z` chooses it from the voxel size.
 
     Notes
     -----
@@ -235,14 +242,11 @@ class ModelConfig:
     class_names: tuple[str, ...] = ("background", "foreground")
     width: float = 1.0
     output_stride: Literal[16, 8] = 16
-    spatial_dims: int = 2
+    spatial_dims: Literal[2, 3] = 2
+    pool_z: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.spatial_dims != 2:
-            raise InputError(
-                f"spatial_dims={self.spatial_dims!r}: 3D networks are not available yet; use "
-                "spatial_dims=2 (2D networks predict volumes slice by slice)"
-            )
+        self._check_spatial()
         if self.arch in PADDED_ONLY_ARCHS and self.padding != "same":
             object.__setattr__(self, "padding", "same")
         check_choices(self)
@@ -266,6 +270,45 @@ class ModelConfig:
                 ["background"] + [f"class {i}" for i in range(1, self.n_classes)]
             )
             object.__setattr__(self, "class_names", names)
+
+    def _check_spatial(self) -> None:
+        """Validate ``spatial_dims`` and ``pool_z`` (3D U-Nets only)."""
+        if self.spatial_dims not in (2, 3):
+            raise InputError(
+                f"spatial_dims={self.spatial_dims!r}: use 2 (images; stacks slice by slice) or 3 "
+                "(volumes, U-Net only)"
+            )
+        if self.spatial_dims == 3 and self.arch != "unet":
+            raise InputError(
+                f"arch {self.arch!r} is 2D only; use arch='unet' for a 3D network (spatial_dims=3)"
+            )
+        pool_z = tuple(bool(p) for p in self.pool_z)
+        object.__setattr__(self, "pool_z", pool_z)
+        if pool_z and (self.spatial_dims != 3 or len(pool_z) != self.depth):
+            raise InputError(
+                f"pool_z {pool_z} needs spatial_dims=3 and one entry per level (depth "
+                f"{self.depth}); leave it empty for isotropic pooling"
+            )
+
+
+def anisotropic_pool_z(voxel_size: Sequence[float], depth: int) -> tuple[bool, ...]:
+    """Per-level z pooling of a 3D U-Net for voxels of ``voxel_size`` (z, y, x).
+
+    A level pools z only once the voxel is about isotropic (z spacing < 1.5 x the y/x spacing
+    at that level); otherwise it pools (1, 2, 2), which halves the z/xy ratio. E.g. a ratio of
+    4 and depth 3 gives (False, False, True). Returns ``()`` (every level pools z) when all
+    levels do.
+    """
+    z, y, x = (float(v) for v in voxel_size)
+    if not all(math.isfinite(v) and v > 0 for v in (z, y, x)):
+        raise InputError(f"voxel size must be three positive numbers (z, y, x), got {tuple(voxel_size)}")
+    ratio = z / min(y, x)
+    out = []
+    for _ in range(depth):
+        pooled = ratio < 1.5
+        out.append(pooled)
+        ratio = ratio if pooled else ratio / 2
+    return () if all(out) else tuple(out)
 
 
 @dataclass(frozen=True)
@@ -458,6 +501,13 @@ DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cuda": {"tile_size": 256, "batch_size": 16, "amp": True},
 }
 
+#: 3D models: smaller tiles and batches (a tile is a volume)
+DEVICE_DEFAULTS_3D: dict[str, dict[str, Any]] = {
+    "cpu": {"tile_size": 32, "batch_size": 2, "amp": False},
+    "mps": {"tile_size": 64, "batch_size": 2, "amp": False},
+    "cuda": {"tile_size": 96, "batch_size": 2, "amp": True},
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -522,6 +572,12 @@ class TrainConfig:
         Random seed; the same seed gives the same result on the CPU.
     device : str
         'auto' (cuda > mps > cpu), 'cuda', 'cuda:N', 'mps' or 'cpu'.
+    voxel_size : tuple of float
+        3D models: the training stacks' voxel size (z, y, x); weight-map distances use it, and
+        the automatic ``tile_z`` follows it. Empty = isotropic.
+    tile_z : int or None
+        3D models: output depth of a training tile in slices; None = the z extent that matches
+        ``tile_size`` in physical size (``tile_size * y / z`` of ``voxel_size``), at least 4.
     """
 
     model: ModelConfig = field(
@@ -549,9 +605,18 @@ class TrainConfig:
     amp: bool | None = None
     seed: int = 0
     device: str = field(default="auto", metadata={"choices": _devices})
+    voxel_size: tuple[float, ...] = ()
+    tile_z: int | None = None
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.voxel_size:
+            v = tuple(float(x) for x in self.voxel_size)
+            if len(v) != 3 or not all(math.isfinite(x) and x > 0 for x in v):
+                raise InputError(f"voxel_size must be three positive numbers (z, y, x), got {self.voxel_size!r}")
+            object.__setattr__(self, "voxel_size", v)
+        if self.tile_z is not None:
+            _check_range("tile_z", self.tile_z, 1, 4096, integer=True, text="from 1 to 4096 slices")
         _check_range("iterations", self.iterations, 1, 10**9, integer=True)
         if self.time_limit is not None and not (
             isinstance(self.time_limit, numbers.Real) and math.isfinite(self.time_limit) and self.time_limit > 0
@@ -594,8 +659,13 @@ def resolve_train_config(config: TrainConfig, device_type: str) -> TrainConfig:
     TrainConfig
         With concrete ``tile_size``, ``batch_size`` and ``amp``.
     """
-    defaults = DEVICE_DEFAULTS.get(device_type, DEVICE_DEFAULTS["cpu"])
+    table = DEVICE_DEFAULTS_3D if config.model.spatial_dims == 3 else DEVICE_DEFAULTS
+    defaults = table.get(device_type, table["cpu"])
     changes = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    if config.model.spatial_dims == 3 and config.tile_z is None:
+        tile = changes.get("tile_size", config.tile_size)
+        z, y, x = config.voxel_size or (1.0, 1.0, 1.0)
+        changes["tile_z"] = max(4, round(tile * min(y, x) / z))
     if device_type != "cuda" and config.amp:
         changes["amp"] = False  # autocast float16 training is only supported on CUDA here
     return dataclasses.replace(config, **changes) if changes else config

@@ -59,24 +59,38 @@ class Segmentation:
 
 
 def segment_probabilities(
-    probabilities: np.ndarray, postprocess: PostprocessConfig = PostprocessConfig()
+    probabilities: np.ndarray,
+    postprocess: PostprocessConfig = PostprocessConfig(),
+    *,
+    volume: bool = False,
+    voxel_size: tuple[float, ...] | None = None,
 ) -> Segmentation:
     """Post-process class probabilities into a :class:`Segmentation` (no network involved).
 
     Parameters
     ----------
-    probabilities : ndarray of float, shape (n_classes, Y, X) or (Z, n_classes, Y, X)
+    probabilities : ndarray of float
+        ``(n_classes, Y, X)`` or a stack ``(Z, n_classes, Y, X)`` (2D instances per slice); with
+        ``volume``, one volume ``(n_classes, Z, Y, X)`` of a 3D model (3D instances).
         E.g. the ``probabilities`` of an earlier :class:`Segmentation`.
     postprocess : PostprocessConfig
         Threshold, splitting of touching objects, minimum size, seed distance.
+    volume : bool
+        The probabilities are one 3D volume.
+    voxel_size : (float, float, float), optional
+        ``(z, y, x)`` of a volume, for the anisotropy-aware watershed (default isotropic).
 
     Returns
     -------
     Segmentation
     """
-    from .postprocess import foreground_probability, probabilities_to_instances
+    from .postprocess import foreground_probability, probabilities_to_instances, volume_to_instances
 
     probabilities = np.asarray(probabilities)
+    if volume:
+        labels = volume_to_instances(probabilities, postprocess, sampling=voxel_size)
+        foreground = (1.0 - probabilities[0]).astype(np.float32)
+        return Segmentation(probabilities, foreground, labels, postprocess)
     labels = probabilities_to_instances(probabilities, postprocess)
     return Segmentation(probabilities, foreground_probability(probabilities), labels, postprocess)
 
@@ -102,7 +116,9 @@ def iter_segment(
         How probabilities become instances.
     **tiling_options
         Keyword arguments of :func:`unet_core.tiling.iter_predict_tiled`: ``channel_axis``,
-        ``tile_shape``, ``batch_size``, ``device``, ``tta``, ``amp``, ...
+        ``tile_shape``, ``batch_size``, ``device``, ``tta``, ``amp``, ...; and ``voxel_size``
+        (z, y, x) for a 3D model's post-processing
+        (:func:`unet_core.postprocess.volume_to_instances`; default isotropic).
 
     Yields
     ------
@@ -114,6 +130,7 @@ def iter_segment(
     -------
     Segmentation
     """
+    voxel_size = tiling_options.pop("voxel_size", None)
     if hasattr(model, "iter_predict"):  # a foreign bioimage.io model (unet_core.bmz.BmzPredictor)
         probabilities = yield from model.iter_predict(image, channel_axis=tiling_options.get("channel_axis"))
     else:
@@ -121,7 +138,8 @@ def iter_segment(
 
         probabilities = yield from iter_predict_tiled(model, image, **tiling_options)
     yield Progress("postprocess", 0, 1, "instances")
-    return segment_probabilities(probabilities, postprocess)
+    volume = getattr(getattr(model, "config", None), "spatial_dims", 2) == 3  # (K, Z, Y, X)
+    return segment_probabilities(probabilities, postprocess, volume=volume, voxel_size=voxel_size)
 
 
 def segment(

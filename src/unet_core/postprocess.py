@@ -121,3 +121,73 @@ def _has_max_size() -> bool:
     from skimage.morphology import remove_small_objects
 
     return "max_size" in inspect.signature(remove_small_objects).parameters
+
+
+def volume_to_instances(
+    probs: np.ndarray,
+    config: PostprocessConfig = PostprocessConfig(),
+    *,
+    sampling: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """3D instance labels from a 3D model's class probabilities ``(n_classes, Z, Y, X)``.
+
+    Foreground (``1 - P(background) > threshold``) becomes objects by 3D connectivity; with
+    ``split_touching`` each component is split by a 3D seeded watershed on its distance
+    transform, which is anisotropy-aware: distances use ``sampling`` (the voxel size z, y, x),
+    the smoothing and the seeds' minimum distance (``min_distance`` y/x pixels) are scaled per
+    axis by it, so one nucleus spanning few coarse slices keeps one seed.
+
+    Returns
+    -------
+    ndarray of uint32, shape (Z, Y, X)
+        Instance ids 1..N (0 = background), one id per 3D object.
+
+    Raises
+    ------
+    InputError
+        Probabilities that are not ``(n_classes, Z, Y, X)``, or a bad ``sampling``.
+    """
+    probs = np.asarray(probs)
+    if probs.ndim != 4:
+        raise InputError(f"expected (n_classes, Z, Y, X) probabilities of a 3D model, got {probs.shape}")
+    if sampling is None:
+        sampling = (1.0, 1.0, 1.0)
+    if len(sampling) != 3 or not all(np.isfinite(s) and s > 0 for s in sampling):
+        raise InputError(f"sampling must be the voxel size (z, y, x), three positive numbers; got {sampling}")
+    unit = min(sampling[1:])
+    rel = tuple(float(s) / unit for s in sampling)  # in y/x pixels
+    fg = (1.0 - probs[0]) > config.threshold
+    return _instances_3d(fg, config, rel)
+
+
+def _instances_3d(fg: np.ndarray, config: PostprocessConfig, rel: tuple[float, ...]) -> np.ndarray:
+    """Labels of a 3D foreground mask (see :func:`volume_to_instances`); ``rel`` = voxel size in
+    y/x pixels."""
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.morphology import remove_small_objects
+    from skimage.segmentation import relabel_sequential, watershed
+
+    if not fg.any():
+        return np.zeros(fg.shape, np.uint32)
+    labels, _ = ndi.label(fg)
+    if config.split_touching:
+        dist = ndi.distance_transform_edt(fg, sampling=rel)
+        dist = ndi.gaussian_filter(dist, tuple(1.0 / r for r in rel))
+        half = tuple(max(1, int(round(config.min_distance / r))) for r in rel)
+        footprint = np.ones(tuple(2 * h + 1 for h in half), bool)
+        peaks = peak_local_max(dist, footprint=footprint, labels=labels, exclude_border=False)
+        markers = np.zeros(fg.shape, np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        missing = np.setdiff1d(np.unique(labels[fg]), np.unique(labels[tuple(peaks.T)]))
+        if missing.size:  # components without a peak keep one seed
+            for k, pos in enumerate(ndi.maximum_position(dist, labels, missing), start=len(peaks) + 1):
+                markers[pos] = k
+        labels = watershed(-dist, markers, mask=fg)
+    if config.min_size > 1:
+        if _has_max_size():
+            labels = remove_small_objects(labels, max_size=config.min_size - 1)
+        else:
+            labels = remove_small_objects(labels, min_size=config.min_size)
+    labels, _, _ = relabel_sequential(labels)
+    return labels.astype(np.uint32)

@@ -12,6 +12,7 @@ from ..config import PostprocessConfig
 from ..errors import InputError
 from . import predict_blockwise
 from ._common import add_config_arguments, check_output, config_from_args, drain, int_in
+from .train import voxel_size_arg, voxel_size_of
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def add_parser(sub) -> None:
         "--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
         help="mixed precision (default auto: bf16/fp16 on CUDA, off on the CPU)",
     )
+    p.add_argument("--voxel-size", type=voxel_size_arg, default=None, metavar="Z,Y,X",
+                   help="3D models: voxel size for the 3D post-processing (default: the TIFF's metadata, else isotropic)")
     add_config_arguments(p, PostprocessConfig, title="post-processing (probabilities -> instances)")
     # the name of --no-split-touching before the options were generated from PostprocessConfig
     p.add_argument("--no-split", dest="split_touching", action="store_false", help=argparse.SUPPRESS)
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             net, image, postprocess, channel_axis=channel_axis, tile_shape=args.tile_size,
             batch_size=args.batch_size, device=args.device, tta=args.tta,
             amp=None if args.amp == "off" else args.amp,
+            **({"voxel_size": args.voxel_size or voxel_size_of(meta)} if ckpt.config.spatial_dims == 3 else {}),
         )
     )
     labels = result.labels

@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import DEVICE_DEFAULTS, MAX_DEPTH, ModelConfig, TrainConfig, field_choices
+from ..config import (
+    DEVICE_DEFAULTS,
+    MAX_DEPTH,
+    ModelConfig,
+    TrainConfig,
+    anisotropic_pool_z,
+    field_choices,
+)
 from ..errors import InputError
 from ._common import check_outputs, drain, int_in
 
@@ -61,7 +68,14 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=_T.device, help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--seed", type=int, default=_T.seed, help=f"random seed (default {_T.seed})")
     p.add_argument("--channel-axis", type=int, default=None, help="axis of the image holding channels")
+    p.add_argument("--voxel-size", type=voxel_size_arg, default=None, metavar="Z,Y,X",
+                   help="voxel size of the stacks, e.g. 2,0.5,0.5 (default: the TIFF's metadata, else isotropic)")
+    p.add_argument("--tile-z", type=int_in(1, 4096), default=None,
+                   help="--dims 3: output tile depth in slices (default: tile size scaled by the voxel size)")
     g = p.add_argument_group("new model (ignored with --from/--resume)")
+    g.add_argument("--dims", type=int, choices=(2, 3), default=2,
+                   help="2 = 2D U-Net (stacks slice by slice; default), 3 = 3D U-Net on (Z, Y, X) stacks "
+                   "(z pooling follows the voxel size)")
     g.add_argument("--arch", choices=field_choices(ModelConfig, "arch"), default=_M.arch, help=f"architecture (default {_M.arch})")
     g.add_argument("--depth", type=int_in(1, MAX_DEPTH), default=_M.depth, help=f"number of poolings (default {_M.depth}; paper 4)")
     g.add_argument("--base-channels", type=int, default=_M.base_channels, help=f"channels of the first level (default {_M.base_channels}; paper 64)")
@@ -96,16 +110,42 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
     return check_outputs([args.output, best], args.overwrite or same)
 
 
+def voxel_size_arg(text: str) -> tuple[float, float, float]:
+    """``--voxel-size`` 'Z,Y,X': three positive numbers (argparse type; one-line error)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"--voxel-size {text!r} does not parse: give three positive numbers z,y,x, e.g. 2,0.5,0.5"
+        )
+    return values  # type: ignore[return-value]
+
+
+def voxel_size_of(meta) -> tuple[float, float, float] | None:
+    """The (z, y, x) voxel size an image's TIFF metadata states, or None (no resolution tags, or
+    no Z axis)."""
+    if meta is None or meta.pixel_size is None or not all(a in meta.axes for a in "ZYX"):
+        return None
+    if len(meta.pixel_size) != len(meta.axes):
+        return None
+    return tuple(float(meta.pixel_size[meta.axes.index(a)]) for a in "ZYX")  # type: ignore[return-value]
+
+
 def _read_pairs(args: argparse.Namespace, work_bytes_per_pixel: float) -> tuple[list, int]:
     """The training pairs, each image's channel axis read the same way as by predict, and the
-    number of channels (the same for every image)."""
+    number of channels (the same for every image). Sets ``args.voxel_size`` from the first
+    image's metadata when it was not given."""
     from ..io import read_image, read_tiff
     from ..training.data import TrainingPair
 
     pairs, channels = [], set()
     for i, (ip, lp) in enumerate(zip(args.image, args.labels)):
-        image, _, ca = read_image(ip, channel_axis=args.channel_axis, work_bytes_per_pixel=work_bytes_per_pixel,
-                                  what="train on")
+        image, meta, ca = read_image(ip, channel_axis=args.channel_axis, work_bytes_per_pixel=work_bytes_per_pixel,
+                                     what="train on")
+        if args.voxel_size is None:
+            args.voxel_size = voxel_size_of(meta)
         labels, _ = read_tiff(lp)
         mask = (read_tiff(args.mask[i])[0] != 0) if args.mask else None
         pairs.append(TrainingPair(image, labels, mask, channel_axis=ca, name=str(ip)))
@@ -182,10 +222,15 @@ def run(args: argparse.Namespace) -> int:
     model = replace(
         _M, arch=args.arch, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels,
         padding=args.padding, n_classes=args.n_classes or _M.n_classes, class_names=(),
-        width=args.width, output_stride=args.output_stride,
+        width=args.width, output_stride=args.output_stride, spatial_dims=args.dims,
+        pool_z=anisotropic_pool_z(args.voxel_size, args.depth) if args.dims == 3 and args.voxel_size else (),
     )
+    config = replace(config, voxel_size=args.voxel_size or (), tile_z=args.tile_z)
+    if args.dims == 3:
+        log.info("3D U-Net, voxel size %s, z pooling per level %s", args.voxel_size or "isotropic",
+                 model.pool_z or "all")
     init_from = args.init_from
-    if not (init_from or args.resume):
+    if not (init_from or args.resume) and args.dims == 2:  # the estimate is for 2D tiles
         _check_model_memory(model, args)
     with output_lock(out), tempfile.TemporaryDirectory(prefix="napari-unet-vgg16-") as tmp:
         if args.vgg16_weights:  # the VGG16-initialised FCN becomes the checkpoint to fine-tune

@@ -2,12 +2,16 @@
 
 The tiler, the trainer and the checkpoints only rely on this interface, so any architecture
 (U-Net, FCN, DeepLabv3+) works everywhere downstream. Shapes are written for any number of
-spatial axes (``config.spatial_dims``; 2 for every network available now): a network maps
-``(N, C, *spatial)`` to ``(N, K, *out_spatial)``, and the geometry (``border``, ``context``,
-``size_multiple``, :meth:`~SegmentationNet.output_size`) is the same along every spatial axis.
+spatial axes (``config.spatial_dims``; 3 for 3D U-Nets, 2 otherwise): a network maps
+``(N, C, *spatial)`` to ``(N, K, *out_spatial)``. The geometry (``border``, ``context``,
+``size_multiple``, :meth:`~SegmentationNet.output_size`) is that of the y and x axes;
+:meth:`~SegmentationNet.axis_geometry` gives it per axis (an anisotropic 3D U-Net has its own z
+geometry; every other network is the same along every axis).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -16,11 +20,91 @@ from ..config import ModelConfig
 from ..errors import InputError
 
 
-class SegmentationNet(nn.Module):
+class Geometry:
+    """Input/output sizes along one spatial axis, from :meth:`output_size` and ``border``."""
+
+    border: int = 0
+    context: int = 0
+    size_multiple: int = 1
+
+    def output_size(self, n: int) -> int:
+        """Output length along the axis for an input length of ``n`` pixels (raises if ``n`` is
+        invalid)."""
+        raise NotImplementedError
+
+    def is_valid_input_size(self, n: int) -> bool:
+        """Whether an input length of ``n`` pixels is accepted along the axis."""
+        try:
+            return self.output_size(n) >= 1
+        except InputError:
+            return False
+
+    def valid_input_size(self, n: int) -> int:
+        """Smallest valid input length whose output length is at least ``n`` pixels."""
+        if n < 1:
+            raise InputError(f"output size must be >= 1, got {n}")
+        m = max(1, n + 2 * self.border)
+        while not (self.is_valid_input_size(m) and self.output_size(m) >= n):
+            m += 1
+        return m
+
+    def nearest_valid_sizes(self, n: int) -> tuple[int | None, int]:
+        """The closest valid input sizes below (None if none) and above ``n``."""
+        lo = n - 1
+        while lo >= 1 and not self.is_valid_input_size(lo):
+            lo -= 1
+        hi = n + 1
+        while not self.is_valid_input_size(hi):
+            hi += 1
+        return (lo if lo >= 1 else None), hi
+
+    def nearest_valid_message(self, n: int) -> str:
+        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for length ``n``."""
+        lo, hi = self.nearest_valid_sizes(int(n))
+        if lo is None:
+            return f"the smallest valid size is {hi}"
+        return f"nearest valid sizes: {lo} and {hi}"
+
+
+class AxisGeometry(Geometry):
+    """The geometry of one axis that differs from the net's own (z of an anisotropic 3D U-Net).
+
+    Parameters
+    ----------
+    output : callable
+        ``output(n)`` = output length for input length ``n``, or None when ``n`` is invalid.
+    border, context, size_multiple : int
+        As :class:`SegmentationNet`'s, along this axis.
+    """
+
+    def __init__(self, output: Callable[[int], int | None], *, border: int, context: int,
+                 size_multiple: int) -> None:
+        self._output = output
+        self.border, self.context, self.size_multiple = border, context, size_multiple
+
+    def is_valid_input_size(self, n: int) -> bool:
+        """Whether an input length of ``n`` pixels is accepted along the axis."""
+        return self._output(int(n)) is not None
+
+    def output_size(self, n: int) -> int:
+        """Output length for input length ``n``; raises :class:`InputError` naming the nearest
+        valid sizes when ``n`` is invalid."""
+        s = self._output(int(n))
+        if s is None:
+            if n < 1:
+                raise InputError(f"input size must be >= 1, got {n}")
+            raise InputError(f"input size {n} is not valid along z; {self.nearest_valid_message(int(n))}")
+        return s
+
+
+class SegmentationNet(nn.Module, Geometry):
     """Base class: ``(N, in_channels, *spatial)`` float32 -> ``(N, n_classes, *out_spatial)`` logits.
 
-    ``spatial`` has ``config.spatial_dims`` axes and ``out_spatial[i] = output_size(spatial[i])``.
-    Subclasses set :attr:`config` and implement :meth:`forward` and :meth:`output_size`.
+    ``spatial`` has ``config.spatial_dims`` axes and
+    ``out_spatial[i] = axis_geometry(i).output_size(spatial[i])``. Subclasses set :attr:`config`
+    and implement :meth:`forward` and :meth:`output_size` (and :meth:`axis_geometry` when an axis
+    differs). The attributes below are those of the y and x axes (of every axis unless
+    :meth:`axis_geometry` says otherwise).
 
     Attributes
     ----------
@@ -49,42 +133,14 @@ class SegmentationNet(nn.Module):
         return self.config.spatial_dims
 
     def output_size(self, n: int) -> int:
-        """Output length along one spatial axis for an input length of ``n`` pixels (raises if
-        ``n`` is invalid)."""
+        """Output length along y and x for an input length of ``n`` pixels (raises if ``n`` is
+        invalid)."""
         raise NotImplementedError
 
-    def is_valid_input_size(self, n: int) -> bool:
-        """Whether an input length of ``n`` pixels is accepted along a spatial axis."""
-        try:
-            return self.output_size(n) >= 1
-        except InputError:
-            return False
-
-    def valid_input_size(self, n: int) -> int:
-        """Smallest valid input length whose output length is at least ``n`` pixels (per axis)."""
-        if n < 1:
-            raise InputError(f"output size must be >= 1, got {n}")
-        m = max(1, n + 2 * self.border)
-        while not (self.is_valid_input_size(m) and self.output_size(m) >= n):
-            m += 1
-        return m
-
-    def nearest_valid_sizes(self, n: int) -> tuple[int | None, int]:
-        """The closest valid input sizes below (None if none) and above ``n``."""
-        lo = n - 1
-        while lo >= 1 and not self.is_valid_input_size(lo):
-            lo -= 1
-        hi = n + 1
-        while not self.is_valid_input_size(hi):
-            hi += 1
-        return (lo if lo >= 1 else None), hi
-
-    def nearest_valid_message(self, n: int) -> str:
-        """'nearest valid sizes: A and B' (or 'the smallest valid size is B') for length ``n``."""
-        lo, hi = self.nearest_valid_sizes(int(n))
-        if lo is None:
-            return f"the smallest valid size is {hi}"
-        return f"nearest valid sizes: {lo} and {hi}"
+    def axis_geometry(self, axis: int) -> Geometry:
+        """The geometry along spatial ``axis`` (``border``, ``context``, ``size_multiple``,
+        ``output_size``, ``valid_input_size``...): the net itself unless an axis differs."""
+        return self
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""
@@ -105,11 +161,12 @@ class SegmentationNet(nn.Module):
             raise InputError(
                 f"the model reads {self.config.in_channels} channel(s), the input has {x.shape[1]}"
             )
-        for n in x.shape[2:]:
-            if not self.is_valid_input_size(int(n)):
+        for axis, n in enumerate(x.shape[2:]):
+            geom = self.axis_geometry(axis)
+            if not geom.is_valid_input_size(int(n)):
                 raise InputError(
                     f"input size {int(n)} is not valid for this {self.config.padding!r} network; "
-                    f"{self.nearest_valid_message(int(n))} (see valid_input_size())"
+                    f"{geom.nearest_valid_message(int(n))} (see valid_input_size())"
                 )
 
 

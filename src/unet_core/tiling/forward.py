@@ -150,6 +150,7 @@ def prepared_forward(
     transforms = resolve_tta(tta)
     amp_dtype = resolve_amp(amp, device)
     use_cl = (device.type == "cuda") if channels_last is None else bool(channels_last)
+    use_cl = use_cl and model.config.spatial_dims == 2  # channels_last is a 4-D memory format
     was_training = model.training
     model.to(device).eval()
     net = _inference_net(model, device, amp_dtype, channels_last) if optimize else None
@@ -167,8 +168,8 @@ def prepared_forward(
 
 def _inference_net(model: SegmentationNet, dev: torch.device, amp_dtype, channels_last: bool | None):
     """The optimised CPU inference graph of ``model``, or None to use the module itself."""
-    if dev.type != "cpu" or amp_dtype is not None:
-        return None
+    if dev.type != "cpu" or amp_dtype is not None or model.config.spatial_dims != 2:
+        return None  # FastUNet is a 2D graph: 3D nets run as the plain module
     from ..models.unet import UNet
     from ..models.unet_inference import FastUNet
 

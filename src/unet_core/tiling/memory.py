@@ -42,8 +42,10 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
     if cached is not None:
         return cached
     d = model.config.spatial_dims
-    m = model.size_multiple
-    n = model.valid_input_size(8 * m) if model.border else max(8 * m, 64)
+    k, floor = (8, 64) if d == 2 else (2, 16)  # a 3D probe of 8 multiples would take gigabytes
+    geoms = [model.axis_geometry(i) for i in range(d)]
+    sizes = [g.valid_input_size(k * g.size_multiple) if model.border else max(k * g.size_multiple, floor)
+             for g in geoms]
     seen: dict[int, int] = {}
 
     def hook(_mod, inp, out):
@@ -57,11 +59,11 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
     try:
         model.eval()
         with torch.inference_mode():
-            model(torch.zeros(1, model.config.in_channels, *(n,) * d, device=dev))
+            model(torch.zeros(1, model.config.in_channels, *sizes, device=dev))
     except Exception as exc:  # noqa: BLE001 - out of memory already: assume every map at full size
         if not is_out_of_memory(exc):
             raise
-        seen = {i: 4 * n**d * mod.out_channels for i, mod in enumerate(model.modules())
+        seen = {i: 4 * math.prod(sizes) * mod.out_channels for i, mod in enumerate(model.modules())
                 if isinstance(mod, _CONV_TYPES)}
     finally:
         model.train(was_training)
@@ -69,8 +71,8 @@ def activation_bytes_per_pixel(model: SegmentationNet) -> float:
             h.remove()
     # 'valid' maps shrink through the net: per input pixel would underestimate large tiles (whose
     # input and output sizes are close), per output pixel overestimate them; take the middle
-    n_out = model.output_size(n)
-    bpp = max(64.0, sum(seen.values()) / (n ** (d - 1) * n_out))
+    n_out = geoms[-1].output_size(sizes[-1])
+    bpp = max(64.0, sum(seen.values()) / (math.prod(sizes[:-1]) * n_out))
     object.__setattr__(model, "_unet_act_bpp", bpp)
     return bpp
 

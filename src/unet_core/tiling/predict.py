@@ -97,6 +97,8 @@ def iter_predict_tiled(
         Empty, non-numeric or non-finite images, wrong channel count or axes.
     """
     cfg = model.config
+    if cfg.spatial_dims == 3:
+        check_volume(model, np.shape(image), channel_axis)
     stack, single = as_channel_stack(image, channel_axis, cfg.in_channels, spatial_dims=cfg.spatial_dims)
     tile = _check_tiling_options(tile_shape, batch_size, cfg.spatial_dims)
     out, factory = _default_storage(merger_factory, (len(stack), cfg.n_classes, *stack.shape[2:]))
@@ -106,6 +108,29 @@ def iter_predict_tiled(
         results = yield from _predict_stack(model, fwd, stack, plan, batch, normalize_input, factory)
     result = results if out is None else out
     return result[0] if single else result
+
+
+def min_slices(model: SegmentationNet) -> int:
+    """Fewest z slices a 3D model segments: more than its z border ('valid' nets: the stack is
+    mirrored once at each end), at least 2."""
+    return max(2, model.axis_geometry(0).border + 1)
+
+
+def check_volume(model: SegmentationNet, shape: tuple[int, ...], channel_axis: int | None) -> None:
+    """Refuse, saying what to do, an image a 3D model cannot segment: a 2D image, or a stack
+    thinner than :func:`min_slices`. ``shape`` is the image's shape (with ``channel_axis``)."""
+    spatial = [n for i, n in enumerate(shape) if channel_axis is None or i != channel_axis % len(shape)]
+    if len(spatial) < 3:
+        raise InputError(
+            f"this is a 3D model (it segments z-stacks) but the image {tuple(shape)} is 2D; give a "
+            "stack (Z, Y, X) or use a 2D model"
+        )
+    need = min_slices(model)
+    if spatial[-3] < need:
+        raise InputError(
+            f"the stack has {spatial[-3]} slice(s) but this 3D model needs at least {need} (its "
+            "z border); give a stack with more slices or use a 2D model (slice by slice)"
+        )
 
 
 def _first_plan(
@@ -259,8 +284,8 @@ def _shrink(
     if batch > 1:
         log.warning("out of memory with batch %d; retrying with batch %d", batch, batch // 2)
         return plan, batch // 2
-    m = model.size_multiple
-    new_plan = plan_tiles(model, spatial, tuple(max(m, o // 2) for o in plan.out_shape))
+    mult = [model.axis_geometry(i).size_multiple for i in range(len(spatial))]
+    new_plan = plan_tiles(model, spatial, tuple(max(m, o // 2) for m, o in zip(mult, plan.out_shape)))
     if new_plan.in_shape == plan.in_shape:
         raise InputError(
             f"out of memory on {dev} even with {plan.in_shape} tiles, batch 1; free memory, "
@@ -300,12 +325,16 @@ def predict_whole(model: SegmentationNet, image: np.ndarray, *, normalize_input:
     slab = stack[0]
     lo, sc = _input_scaling(slab, cfg, normalize_input)
     spatial = slab.shape[1:]
+    geoms = [model.axis_geometry(i) for i in range(d)]
     if model.border:
-        x = crop_reflect(slab, (-model.border,) * d, tuple(model.valid_input_size(n) for n in spatial))
-        off = 0
+        x = crop_reflect(slab, tuple(-g.border for g in geoms),
+                         tuple(g.valid_input_size(n) for g, n in zip(geoms, spatial)))
+        offs = (0,) * d
     else:  # padded net: mirror context on all sides, up to a multiple of size_multiple
-        m, off = model.size_multiple, padded_context(model)
-        x = crop_reflect(slab, (-off,) * d, tuple(-(-(n + 2 * off) // m) * m for n in spatial))
+        offs = tuple(padded_context(g) for g in geoms)
+        x = crop_reflect(slab, tuple(-o for o in offs), tuple(
+            -(-(n + 2 * o) // g.size_multiple) * g.size_multiple for g, n, o in zip(geoms, spatial, offs)
+        ))
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -314,4 +343,4 @@ def predict_whole(model: SegmentationNet, image: np.ndarray, *, normalize_input:
             p = torch.softmax(model(torch.from_numpy(apply_normalization(x, lo, sc)[None]).to(dev)).float(), 1)
     finally:
         model.train(was_training)
-    return p[(0, slice(None), *(slice(off, off + n) for n in spatial))].cpu().numpy()
+    return p[(0, slice(None), *(slice(o, o + n) for o, n in zip(offs, spatial)))].cpu().numpy()

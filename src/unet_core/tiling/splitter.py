@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..models.base import SegmentationNet
+from ..models.base import Geometry, SegmentationNet
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class TilePlan:
         Input and output tile shapes.
     window : ndarray of float32, shape ``out_shape``, or None
         Blending window of padded ('same') nets; None for 'valid' nets, whose tiles abut.
-    border : int
-        Pixels a 'valid' net loses per side: a tile's output starts at ``origin + border``.
+    border : int or tuple of int
+        Pixels a 'valid' net loses per side: a tile's output starts at ``origin + border``; a
+        tuple (one per axis) when the axes differ (z of an anisotropic 3D U-Net).
     spatial_shape : tuple of int
         Shape of the image the plan covers.
     """
@@ -42,7 +43,7 @@ class TilePlan:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     window: np.ndarray | None
-    border: int
+    border: int | tuple[int, ...]
     spatial_shape: tuple[int, ...]
 
     def __len__(self) -> int:
@@ -55,7 +56,8 @@ class TilePlan:
 
     def output_origin(self, tile: Sequence[int]) -> tuple[int, ...]:
         """Image coordinates of the first output pixel of the tile with input origin ``tile``."""
-        return tuple(int(o) + self.border for o in tile)
+        b = self.border if isinstance(self.border, tuple) else (self.border,) * len(tile)
+        return tuple(int(o) + int(bi) for o, bi in zip(tile, b))
 
 
 def plan_tiles(
@@ -67,7 +69,8 @@ def plan_tiles(
     ----------
     model : SegmentationNet
         Its ``border`` (valid nets: abutting output windows on the ``size_multiple`` grid) or
-        ``context`` (padded nets: overlapping, blended tiles) decides the layout.
+        ``context`` (padded nets: overlapping, blended tiles) decides the layout, per axis
+        (:meth:`~unet_core.models.base.SegmentationNet.axis_geometry`).
     spatial_shape, tile_shape : sequence of int, one per spatial axis
         Image shape and wished output tile shape.
     """
@@ -82,15 +85,16 @@ def plan_tiles(
 
 
 def _plan_valid(model: SegmentationNet, shape: tuple[int, ...], tile: tuple[int, ...]) -> TilePlan:
-    b, m = model.border, model.size_multiple
-    in_shape, out_shape, starts = [], [], []
-    for n, t in zip(shape, tile):
+    in_shape, out_shape, starts, borders = [], [], [], []
+    for axis, (n, t) in enumerate(zip(shape, tile)):
+        geom = model.axis_geometry(axis)
+        b, m = geom.border, geom.size_multiple
         t = max(1, min(t, n))
-        s_in = model.valid_input_size(t)
-        o = model.output_size(s_in)
+        s_in = geom.valid_input_size(t)
+        o = geom.output_size(s_in)
         if o < n and o < m:  # several tiles: the stride (a multiple of m) must fit in a tile
-            s_in = model.valid_input_size(m)
-            o = model.output_size(s_in)
+            s_in = geom.valid_input_size(m)
+            o = geom.output_size(s_in)
         # Starts on multiples of 2**depth keep the pooling grid of the whole padded image; output
         # windows of consecutive tiles overlap by o % m pixels, where both compute equal values.
         step = (o // m) * m
@@ -98,8 +102,10 @@ def _plan_valid(model: SegmentationNet, shape: tuple[int, ...], tile: tuple[int,
         in_shape.append(s_in)
         out_shape.append(o)
         starts.append([i * step - b for i in range(k)])
+        borders.append(b)
     tiles = list(itertools.product(*starts))
-    return TilePlan(tiles, tuple(in_shape), tuple(out_shape), None, b, shape)
+    border = borders[0] if len(set(borders)) == 1 else tuple(borders)
+    return TilePlan(tiles, tuple(in_shape), tuple(out_shape), None, border, shape)
 
 
 def _plan_same(model: SegmentationNet, shape: tuple[int, ...], tile: tuple[int, ...]) -> TilePlan:
@@ -108,10 +114,10 @@ def _plan_same(model: SegmentationNet, shape: tuple[int, ...], tile: tuple[int, 
     # pixels, and tiles overlap by 2 * context + ramp, so every pixel is a weighted mean of
     # values computed with full context: the result equals one pass over the mirror-padded image.
     # (pooling and up-convolution windows reach up to 2**depth - 1 pixels beyond `context`)
-    ctx = padded_context(model)
-    m = model.size_multiple
     in_shape, starts, windows = [], [], []
-    for n, t in zip(shape, tile):
+    for axis, (n, t) in enumerate(zip(shape, tile)):
+        geom = model.axis_geometry(axis)
+        ctx, m = padded_context(geom), geom.size_multiple
         full = -(-(n + 2 * ctx) // m) * m  # one tile covering image + context
         s_in = min(full, -(-(max(t, m) + 2 * ctx + m) // m) * m)
         interior = s_in - 2 * ctx
@@ -126,7 +132,7 @@ def _plan_same(model: SegmentationNet, shape: tuple[int, ...], tile: tuple[int, 
     return TilePlan(tiles, tuple(in_shape), tuple(in_shape), window, 0, shape)
 
 
-def padded_context(model: SegmentationNet) -> int:
+def padded_context(model: Geometry) -> int:
     """Mirrored context per side of a padded net's image (and zero-weight margin of its tiles).
 
     ``model.context`` plus one ``size_multiple`` for the reach of pooling and up-sampling

@@ -16,12 +16,17 @@ augmentation (gamma, contrast, brightness, Gaussian noise) follows on the image 
 All random numbers come from one seeded CPU :class:`torch.Generator`, so a seed gives the same
 augmentation on every device; the grids and resampling run wherever the batch lives (GPU, CPU).
 
-Tiles have two spatial axes (Y, X) with the same size on both; other inputs are refused with an
-:class:`~unet_core.errors.InputError` (volumetric augmentation is a later addition).
+Tiles have two spatial axes (Y, X) with the same size on both, or three (Z, Y, X) with the same
+size on Y and X: volumes get the same design with one 5-D ``grid_sample`` per batch
+(:func:`sampling_grid_3d`): flips on every axis, multiples of 90 degrees, the free rotation and
+the zoom in the YX plane (z spacing is often coarser than x/y, so nothing rotates into z), and an
+elastic YX displacement field interpolated trilinearly from a coarse ``g x g x g`` grid. Other
+inputs are refused with an :class:`~unet_core.errors.InputError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -33,14 +38,18 @@ from ..config import AugmentConfig
 from ..errors import InputError
 
 
-def source_size(in_size: int, config: AugmentConfig | None) -> int:
+def source_size(in_size: int | tuple[int, ...], config: AugmentConfig | None) -> int | tuple[int, ...]:
     """Size (per spatial axis) of the source window that contains every augmented view of a
     tile of ``in_size`` per spatial axis.
 
     Covers the tile's rotated diagonal at the smallest zoom plus four standard deviations of the
     elastic displacement on each side. Has the parity of ``in_size`` so that the identity
-    transform maps tile pixels exactly onto source pixels.
+    transform maps tile pixels exactly onto source pixels. A 3D tile ``(z, yx, yx)`` keeps its z
+    size (z is only flipped) and gets the YX source size on Y and X.
     """
+    if isinstance(in_size, tuple):
+        yx = source_size(in_size[-1], config)
+        return (in_size[0], yx, yx)
     if config is None:
         return in_size
     zoom_out = 1.0 / min(config.scale[0], 1.0)
@@ -161,11 +170,44 @@ class Augmenter:
         image (N, C, in_size, in_size) float32, target (N, out, out) int64,
         weight (N, out, out) float32
         """
+        if image.ndim == 5:
+            return self._volumes(image, target, weight, in_size, border)
         _check_2d(image, target, weight)
         n, ch = image.shape[:2]
         params = self.sample(n, ch, in_size)
         grid = sampling_grid(params, in_size, image.shape[-1], image.device)
         return apply_grid(image, target, weight, grid, border, params)
+
+    def _volumes(
+        self, image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+        in_size: int | tuple[int, ...], border: int | tuple[int, ...],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`__call__` for volumes ``(N, C, Sz, S, S)``; ``in_size``/``border`` per axis
+        (z, y, x) or one int for all."""
+        sizes = in_size if isinstance(in_size, tuple) else (in_size,) * 3
+        spatial = tuple(image.shape[2:])
+        if spatial[1] != spatial[2] or sizes[1] != sizes[2] or tuple(target.shape[1:]) != spatial \
+                or target.shape != weight.shape:
+            raise InputError(
+                f"3D augmentation handles windows (N, C, Sz, S, S) with target/weight (N, Sz, S, S), "
+                f"got {tuple(image.shape)}, {tuple(target.shape)}, {tuple(weight.shape)}; train "
+                "without augmentation (augment=False) for other data"
+            )
+        n, ch = image.shape[:2]
+        params = self.sample(n, ch, sizes[-1])
+        flip_z = self._flip_z(n)
+        noise = None
+        if params.noise is not None:
+            noise = torch.randn(n, ch, *sizes, generator=self.generator)
+        params = dataclasses.replace(params, noise=noise)
+        grid = sampling_grid_3d(params, flip_z, sizes, spatial, image.device)
+        return apply_grid(image, target, weight, grid, border, params)
+
+    def _flip_z(self, n: int) -> torch.Tensor:
+        """(N,) of +1 / -1: random z flips (all +1 when flips are off)."""
+        if not self.config.flip:
+            return torch.ones(n)
+        return torch.where(torch.rand(n, generator=self.generator) < 0.5, -1.0, 1.0)
 
 
 def _check_2d(image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> None:
@@ -215,20 +257,47 @@ def sampling_grid(params: AugmentParams, in_size: int, src_size: int, device: to
     return (p * (2.0 / src_size)).reshape(n, in_size, in_size, 2)
 
 
+def sampling_grid_3d(
+    params: AugmentParams, flip_z: torch.Tensor, in_size: tuple[int, int, int],
+    src_size: tuple[int, ...], device: torch.device,
+) -> torch.Tensor:
+    """``grid_sample`` grid (N, iz, iy, ix, 3) for volumes: ``params.matrix`` acts in YX, z is
+    flipped by ``flip_z`` (N,), the elastic YX displacement is interpolated trilinearly from a
+    coarse grid (the 2D grid of ``params`` repeated over z). Normalised as :func:`sampling_grid`,
+    per axis of the source window ``src_size`` (z, y, x)."""
+    n = params.matrix.shape[0]
+    iz, iy, ix = in_size
+    axes = [torch.arange(s, device=device, dtype=torch.float32) - (s - 1) / 2.0 for s in in_size]
+    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+    xy = torch.stack([xx, yy], -1).reshape(-1, 2)
+    p = torch.einsum("nij,pj->npi", params.matrix.to(device), xy)  # (N, P, 2) source (x, y)
+    if params.displacement.abs().max() > 0:
+        d = params.displacement.to(device)  # (N, 2, g, g): the same field on every z
+        d = F.interpolate(d[:, :, None].expand(-1, -1, 2, -1, -1), size=(iz, iy, ix),
+                          mode="trilinear", align_corners=True)
+        p = p + d.reshape(n, 2, -1).transpose(1, 2)
+    z = flip_z.to(device)[:, None] * zz.reshape(1, -1)
+    scale = torch.tensor([2.0 / src_size[2], 2.0 / src_size[1]], device=device)
+    grid = torch.cat([p * scale, (z * (2.0 / src_size[0]))[..., None]], -1)
+    return grid.reshape(n, iz, iy, ix, 3)
+
+
 def apply_grid(
     image: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor,
     grid: torch.Tensor,
-    border: int,
+    border: int | tuple[int, ...],
     params: AugmentParams | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Resample image (bilinear) and target/weight (nearest, same grid), then intensity-augment.
 
-    Shapes as in :meth:`Augmenter.__call__`; ``grid`` (N, in, in, 2).
+    Shapes as in :meth:`Augmenter.__call__`; ``grid`` (N, *in, d) for ``d`` spatial axes;
+    ``border`` per spatial axis or one int for all.
     """
-    in_size = grid.shape[1]
-    out_grid = grid[:, border : in_size - border, border : in_size - border] if border else grid
+    borders = border if isinstance(border, tuple) else (border,) * (grid.ndim - 2)
+    crop = tuple(slice(b, s - b) for b, s in zip(borders, grid.shape[1:-1]))
+    out_grid = grid[(slice(None), *crop)] if any(borders) else grid
     img = F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     # one nearest lookup for both: stack target (exact in float32 for ids < 2**24) and weight
     tw = torch.stack([target.to(weight.dtype), weight], 1)
@@ -242,12 +311,12 @@ def apply_grid(
 
 def intensity(img: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     """Gamma (sign-preserving, on the normalised image), contrast about the tile mean,
-    brightness offset and Gaussian noise; ``img`` (N, C, Y, X) float32 (two spatial axes)."""
+    brightness offset and Gaussian noise; ``img`` (N, C, *spatial) float32."""
     dev = img.device
-    view = (-1, 1, 1, 1)
+    view = (-1,) + (1,) * (img.ndim - 1)
     gamma = params.gamma.to(dev).view(view)
     img = torch.sign(img) * img.abs().clamp_min(1e-6) ** gamma
-    mean = img.mean(dim=(-2, -1), keepdim=True)
+    mean = img.mean(dim=tuple(range(2, img.ndim)), keepdim=True)
     img = (img - mean) * params.contrast.to(dev).view(view) + mean + params.brightness.to(dev).view(view)
     if params.noise is not None:
         img = img + params.noise.to(dev) * params.noise_std.to(dev).view(view)

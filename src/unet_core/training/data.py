@@ -173,13 +173,15 @@ def prepare_pairs(
     *,
     region_margin: int,
     semantic: bool = False,
+    voxel_size: tuple[float, ...] | None = None,
 ) -> list[PreparedSlice]:
     """Validate pairs and turn them into slices with targets and weight maps.
 
     Each slice's target and weights are :func:`~unet_core.training.targets.training_targets`
     (binary mode: foreground with touching objects separated, boundary weight map inside the
     region; semantic mode: the class ids, class balance inside the region); slices that teach
-    nothing are skipped.
+    nothing are skipped. For a 3D model (``model_config.spatial_dims == 3``) every stack is one
+    sample (:func:`_prepare_volume`; ``voxel_size`` (z, y, x) scales the weight map's distances).
 
     Raises
     ------
@@ -196,6 +198,10 @@ def prepare_pairs(
             lab = check_class_ids(labels, model_config.n_classes, name=pair.name)
         else:
             lab = as_instance_labels(labels, name=f"{pair.name} labels")
+        if model_config.spatial_dims == 3:
+            out.extend(_prepare_volume(pair, img, lab, masks, model_config, weights, region_margin,
+                                       semantic, voxel_size))
+            continue
         for z in range(lab.shape[0]):
             t = training_targets(
                 lab[z], weights, mask=None if masks is None else masks[z],
@@ -254,6 +260,39 @@ def check_annotations(pairs: Sequence[TrainingPair]) -> None:
         "id for each object), and draw the region around them; unpainted pixels inside a region "
         "are background"
     )
+
+
+def sparse_region(labels: np.ndarray, margin: int) -> np.ndarray:
+    """Annotated region of a sparsely painted stack ``(Z, Y, X)``: on every slice with painted
+    labels, their bounding box grown by ``margin`` pixels in y and x; unpainted slices are not
+    annotated (the 2D rule, slice by slice). Returns bool ``(Z, Y, X)``."""
+    return np.stack([annotated_region(sl, margin) for sl in labels])
+
+
+def _prepare_volume(
+    pair: TrainingPair, img: np.ndarray, lab: np.ndarray, mask: np.ndarray | None,
+    model_config: ModelConfig, weights: WeightMapConfig, region_margin: int, semantic: bool,
+    voxel_size: tuple[float, ...] | None,
+) -> list[PreparedSlice]:
+    """A stack ``img (Z, C, Y, X)``, ``lab (Z, Y, X)`` as one 3D sample (none if nothing is
+    annotated). Without ``mask`` the region is :func:`sparse_region`."""
+    if lab.shape[0] < 2:
+        raise InputError(
+            f"{pair.name}: a 3D model trains on stacks (Z, Y, X), got a single 2D image; give a "
+            "z-stack or train a 2D model (--dims 2)"
+        )
+    region = mask if mask is not None else sparse_region(lab, region_margin)
+    if mask is None and not lab.any():
+        return []
+    sampling = None
+    if voxel_size:
+        sampling = tuple(v / min(voxel_size[1:]) for v in voxel_size)
+    t = training_targets(lab, weights, mask=region, region_margin=region_margin, semantic=semantic,
+                         sampling=sampling)
+    if t is None:
+        return []
+    image = normalize(np.moveaxis(img, 1, 0), model_config.normalization, channel_axis=0)  # (C, Z, Y, X)
+    return [PreparedSlice(image, t.target, t.weight, t.region, t.instances, pair.name)]
 
 
 def split_validation(

@@ -116,6 +116,7 @@ def prepare_data(
             config.weights,
             region_margin=config.region_margin,
             semantic=config.semantic,
+            voxel_size=config.voxel_size,
         )
 
     slices = prepare(pairs)
@@ -251,6 +252,44 @@ def all_finite(model: torch.nn.Module) -> bool:
     return all(
         bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
     )
+
+
+def slices_of_volumes(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """3D batches as batches of 2D slices for the (2D) losses: logits ``(N, K, Z, Y, X)`` ->
+    ``(N*Z, K, Y, X)``, target/weight ``(N, Z, Y, X)`` -> ``(N*Z, Y, X)``; 2D batches unchanged.
+
+    The pixel-wise losses (weighted cross-entropy, Dice over the batch) are sums over all
+    voxels, so they are the same on the slices as on the volumes.
+    """
+    if logits.ndim != 5:
+        return logits, target, weight
+    n, k, z, y, x = logits.shape
+    return (logits.permute(0, 2, 1, 3, 4).reshape(n * z, k, y, x),
+            target.reshape(n * z, y, x), weight.reshape(n * z, y, x))
+
+
+def tile_sizes(model: SegmentationNet, tile: int, tile_z: int | None) -> tuple[Any, Any, Any]:
+    """Network input size, output size and border of a training tile, per spatial axis.
+
+    2D: ints (square tiles of output edge ``tile``). 3D: tuples (z, y, x) with output depth
+    ``tile_z`` and edge ``tile`` in y and x, each axis sized by its own geometry
+    (:meth:`~unet_core.models.base.SegmentationNet.axis_geometry`).
+    """
+    if model.config.spatial_dims == 2:
+        geoms, wanted = [model], [tile]
+    else:
+        geoms, wanted = [model.axis_geometry(i) for i in range(3)], [tile_z or tile, tile, tile]
+    ins, outs, borders = [], [], []
+    for g, t in zip(geoms, wanted):
+        n_in = g.valid_input_size(t) if model.border else -(-t // g.size_multiple) * g.size_multiple
+        ins.append(n_in)
+        outs.append(g.output_size(n_in))
+        borders.append(g.border)
+    if model.config.spatial_dims == 2:
+        return ins[0], outs[0], borders[0]
+    return tuple(ins), tuple(outs), tuple(borders)
 
 
 def shrunk_tile(tile: int, size_multiple: int) -> int:

@@ -110,6 +110,7 @@ def training_targets(
     mask: np.ndarray | None = None,
     region_margin: int,
     semantic: bool = False,
+    sampling: tuple[float, ...] | None = None,
 ) -> SliceTargets | None:
     """Target and loss weights of one annotated sample, exactly as training uses them.
 
@@ -126,6 +127,9 @@ def training_targets(
         Margin of the default region in pixels (``TrainConfig.region_margin``).
     semantic : bool
         Labels are class ids (``TrainConfig.semantic``).
+    sampling : tuple of float, optional
+        Pixel (voxel) size per axis for the weight map's distances (e.g. a 3D stack's z, y, x
+        spacing in units of the y/x pixel); default: isotropic.
 
     Returns
     -------
@@ -146,7 +150,7 @@ def training_targets(
         target = (sep > 0).astype(np.int64)
         w = boundary_weight_map(
             lab, w0=weights.w0, sigma=weights.sigma, class_balance=weights.class_balance,
-            mask=region, separate_touching=weights.separate_touching,
+            mask=region, separate_touching=weights.separate_touching, sampling=sampling,
         )
         instances = lab.astype(np.uint32)
     w[~region] = 0

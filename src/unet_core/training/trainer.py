@@ -54,7 +54,9 @@ from .parts import (
     prepare_data,
     set_train_mode,
     shrunk_tile,
+    slices_of_volumes,
     starting_point,
+    tile_sizes,
 )
 from .validation import evaluate
 
@@ -145,8 +147,8 @@ class Trainer:
         Optimisation steps done (including those before a resume).
     batch_size, tile : int
         The current batch size and output tile edge (smaller after out-of-memory retries).
-    in_size, out_size : int
-        The network's input and output tile edges for ``tile``.
+    in_size, out_size, border : int (2D) or tuple of int (3D: z, y, x)
+        The network's input and output tile sizes for ``tile`` (and ``tile_z``), and its border.
     loss_value : float
         The last training loss.
     val_metrics : dict
@@ -184,6 +186,7 @@ class Trainer:
         # resolved above: no longer 'auto' (None)
         self.batch_size = int(config.batch_size)  # type: ignore[arg-type]
         self.tile = int(config.tile_size)  # type: ignore[arg-type]
+        self.tile_z = config.tile_z  # 3D models (resolved); None for 2D
         self.step, self.best_score, self.best_step = 0, -math.inf, 0
         self.clock = Clock(config.time_clock)
         self.sampler: TileSampler | None = None  # made once the tile size is known
@@ -204,7 +207,7 @@ class Trainer:
             self.train_slices,
             self.in_size,
             self.out_size,
-            self.model.border,
+            self.border,
             self.source,
             device=None if self.device.type == "cpu" else self.device,
         )
@@ -254,11 +257,14 @@ class Trainer:
         """
         x, y, w = self.sampler.sample_tensors(self.rng, self.batch_size)
         x, y, w = x.to(self.device), y.to(self.device), w.to(self.device)
-        b = self.model.border
+        b = self.border
         if self.augmenter is not None:
             return self.augmenter(x, y, w, in_size=self.in_size, border=b)
         y = y.long()
-        if b:
+        if isinstance(b, tuple):  # 3D: per-axis borders
+            crop = (slice(None), *(slice(bi, n - bi) for bi, n in zip(b, y.shape[1:])))
+            y, w = y[crop], w[crop]
+        elif b:
             y, w = y[:, b:-b, b:-b], w[:, b:-b, b:-b]
         return x, y, w
 
@@ -271,7 +277,7 @@ class Trainer:
         x, y, w = batch
         with self.precision.autocast():
             logits = self.model(x)
-        loss = self.loss_fn(logits.float(), y, w)
+        loss = self.loss_fn(*slices_of_volumes(logits.float(), y, w))
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
         scaler.scale(loss).backward()
@@ -349,16 +355,13 @@ class Trainer:
 
     def _resize(self, tile: int) -> None:
         """Use output tiles of edge ``tile``: the network's input/output sizes and the sampler's."""
-        model = self.model
-        in_size = (
-            model.valid_input_size(tile)
-            if model.border
-            else -(-tile // model.size_multiple) * model.size_multiple
-        )
-        self.tile, self.in_size, self.out_size = tile, in_size, model.output_size(in_size)
-        self.source = source_size(in_size, self.config.augmentation if self.augmenter else None)
+        if self.tile_z is not None and tile < self.tile:  # out of memory: shrink z alike
+            self.tile_z = max(1, self.tile_z * tile // self.tile)
+        self.in_size, self.out_size, self.border = tile_sizes(self.model, tile, self.tile_z)
+        self.tile = tile
+        self.source = source_size(self.in_size, self.config.augmentation if self.augmenter else None)
         if self.sampler is not None:
-            self.sampler.set_sizes(self.in_size, self.out_size, model.border, self.source)
+            self.sampler.set_sizes(self.in_size, self.out_size, self.border, self.source)
 
     # -- progress ------------------------------------------------------------------------------
     def time_up(self, elapsed: float) -> bool:

@@ -31,30 +31,29 @@ from ..models import SegmentationNet
 from ..pipeline import segment_probabilities
 from ..tiling import predict_tiled
 from .data import PreparedSlice
+from .parts import slices_of_volumes
 
 
-def _bbox(region: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(region)
-    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+def predict_region(model: SegmentationNet, sl: PreparedSlice, device: torch.device) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Class probabilities ``(K, *box)`` float32 over the bounding box of ``sl.region``.
 
-
-def predict_region(model: SegmentationNet, sl: PreparedSlice, device: torch.device) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """Class probabilities ``(K, h, w)`` float32 over the bounding box of ``sl.region``.
-
-    The prediction reads the bounding box grown by the network's context (clipped to the image;
-    mirrored beyond it), so pixels inside the box see the same context as in a whole-image
-    prediction. Returns the probabilities and the box as a pair of slices.
+    The prediction reads the bounding box grown by the network's context per axis (clipped to
+    the image; mirrored beyond it), so pixels inside the box see the same context as in a
+    whole-image prediction. Returns the probabilities and the box (one slice per axis).
     """
-    y0, y1, x0, x1 = _bbox(sl.region)
-    c = max(model.border, model.context)
-    h, w = sl.region.shape
-    cy0, cy1, cx0, cx1 = max(0, y0 - c), min(h, y1 + c), max(0, x0 - c), min(w, x1 + c)
+    box, grown = [], []
+    for axis, idx in enumerate(np.nonzero(sl.region)):
+        geom = model.axis_geometry(axis)
+        c = max(geom.border, geom.context)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        box.append((lo, hi))
+        grown.append((max(0, lo - c), min(sl.region.shape[axis], hi + c)))
     probs = predict_tiled(
-        model, sl.image[:, cy0:cy1, cx0:cx1], channel_axis=0, device=device, normalize_input=False,
-        batch_size=1 if device.type == "cpu" else 8,
+        model, sl.image[(slice(None), *(slice(a, b) for a, b in grown))], channel_axis=0,
+        device=device, normalize_input=False, batch_size=1 if device.type == "cpu" else 8,
     )
-    probs = probs[:, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-    return probs, (slice(y0, y1), slice(x0, x1))
+    probs = probs[(slice(None), *(slice(lo - a, hi - a) for (lo, hi), (a, _) in zip(box, grown)))]
+    return probs, tuple(slice(lo, hi) for lo, hi in box)
 
 
 def evaluate(
@@ -89,7 +88,9 @@ def evaluate(
             logp = torch.from_numpy(np.log(np.clip(probs, 1e-7, 1.0)))[None]
             w_total = float(weight.sum())
             if w_total > 0:
-                loss = loss_fn(logp, torch.from_numpy(target)[None], torch.from_numpy(weight)[None])
+                loss = loss_fn(*slices_of_volumes(
+                    logp, torch.from_numpy(target)[None], torch.from_numpy(weight)[None]
+                ))
                 loss_sum += float(loss) * w_total
                 weight_sum += w_total
             pred = probs.argmax(0)
@@ -99,7 +100,7 @@ def evaluate(
                 bf1_sum += m["boundary_f1"] * m["n_pixels"]
                 bf1_n += m["n_pixels"]
             if not semantic and sl.instances is not None:
-                inst = segment_probabilities(probs).labels
+                inst = instances_from(model, probs)
                 inst[~region] = 0
                 match = match_instances(inst, np.where(region, sl.instances[box], 0), 0.5)
                 tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
@@ -118,6 +119,11 @@ def evaluate(
     else:
         out["val_ap50"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
     return out
+
+
+def instances_from(model: SegmentationNet, probs: np.ndarray) -> np.ndarray:
+    """Instance labels of probabilities ``(K, *spatial)``: 3D labels for a 3D model."""
+    return segment_probabilities(probs, volume=model.config.spatial_dims == 3).labels
 
 
 def _nan_to_one(score: float) -> float:
