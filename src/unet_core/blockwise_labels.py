@@ -65,19 +65,9 @@ def block_instances(
     """
     from skimage.segmentation import relabel_sequential
 
-    from .postprocess import instances_from_foreground
+    from .postprocess import foreground_to_instances
 
-    fg = ext > postprocess.threshold
-    opts = (postprocess.split_touching, postprocess.min_size, postprocess.min_distance)
-    if per_slice and fg.ndim == 3:
-        labels = np.zeros(fg.shape, np.uint32)
-        top = 0
-        for z in range(fg.shape[0]):
-            lab = instances_from_foreground(fg[z], *opts)
-            labels[z] = np.where(lab > 0, lab + top, 0)
-            top = int(labels[z].max(initial=top))
-    else:
-        labels = instances_from_foreground(fg, *opts)
+    labels = foreground_to_instances(ext > postprocess.threshold, postprocess, per_slice=per_slice)
     own = labels[core]
     local, forward, _ = relabel_sequential(own)
     kept = np.zeros(int(labels.max(initial=0)) + 1, np.uint32)

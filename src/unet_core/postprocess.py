@@ -59,17 +59,26 @@ def probabilities_to_instances(
              "min_distance": min_distance}
     overrides = {k: v for k, v in given.items() if v is not None}
     cfg = replace(config, **overrides) if overrides else config
-    options = (cfg.split_touching, cfg.min_size, cfg.min_distance)
     fg = foreground_probability(probs) > cfg.threshold
-    if fg.ndim == 3:  # stack: label slice by slice, ids unique across the stack
-        out = np.zeros(fg.shape, np.uint32)
-        offset = 0
-        for z in range(fg.shape[0]):
-            lab = instances_from_foreground(fg[z], *options)
-            out[z] = np.where(lab > 0, lab + offset, 0)
-            offset = int(out[z].max(initial=offset))
-        return out
-    return instances_from_foreground(fg, *options)
+    return foreground_to_instances(fg, cfg, per_slice=fg.ndim == 3)
+
+
+def foreground_to_instances(fg: np.ndarray, config: PostprocessConfig, *, per_slice: bool) -> np.ndarray:
+    """Instance labels of a boolean foreground ``fg`` (spatial shape S), uint32 ``S``.
+
+    With ``per_slice`` a stack ``(Z, Y, X)`` is labelled slice by slice, with ids unique across
+    the stack (running offsets); otherwise ``fg`` is labelled as one N-D image.
+    """
+    options = (config.split_touching, config.min_size, config.min_distance)
+    if not (per_slice and fg.ndim == 3):
+        return instances_from_foreground(fg, *options)
+    out = np.zeros(fg.shape, np.uint32)
+    offset = 0
+    for z in range(fg.shape[0]):
+        lab = instances_from_foreground(fg[z], *options)
+        out[z] = np.where(lab > 0, lab + offset, 0)
+        offset = int(out[z].max(initial=offset))
+    return out
 
 
 def instances_from_foreground(fg: np.ndarray, split: bool, min_size: int, min_distance: int) -> np.ndarray:

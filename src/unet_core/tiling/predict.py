@@ -106,8 +106,7 @@ def iter_predict_tiled(
     with prepared_forward(model, dev, tta=tta, amp=amp, channels_last=channels_last, optimize=optimize) as fwd:
         plan, batch = _first_plan(model, fwd, stack.shape, tile, batch_size, memory_budget_bytes)
         results = yield from _predict_stack(model, fwd, stack, plan, batch, normalize_input, factory)
-    result = results if out is None else out
-    return result[0] if single else result
+    return (results if out is None else out)[0 if single else slice(None)]
 
 
 def min_slices(model: SegmentationNet) -> int:
