@@ -288,3 +288,28 @@ def test_same_padded_net_declares_its_halo(tmp_path, sample):
     image = sample[0][:70, :50]
     got, want = foreign.predict(image), predict_tiled(net, image, device="cpu")
     assert got.shape == want.shape and np.abs(got - want).mean() < 5e-3
+
+
+@pytest.mark.slow
+def test_cli_predicts_and_finetunes_from_packages(package, tmp_path, capsys):
+    """`predict PACKAGE.zip` (ours: native; foreign: through bioimageio.core) and `train --from
+    PACKAGE.zip` (ours) work like a checkpoint; a foreign package cannot be fine-tuned."""
+    from unet_core.cli import main
+    from unet_core.io import read_tiff
+
+    ckpt_path, pkg = package
+    d = ckpt_path.parent
+    args = [str(d / "img.tif"), "--threshold", "0.5", "--no-split-touching"]
+    assert main(["predict", str(ckpt_path), *args, "-o", str(tmp_path / "a.tif")]) == 0
+    assert main(["predict", str(pkg), *args, "-o", str(tmp_path / "b.tif")]) == 0
+    np.testing.assert_array_equal(read_tiff(tmp_path / "a.tif")[0], read_tiff(tmp_path / "b.tif")[0])
+    foreign = _rewrite(pkg, tmp_path / "foreign.zip", _foreign)
+    assert main(["predict", str(foreign), *args, "-o", str(tmp_path / "c.tif")]) == 0
+    assert read_tiff(tmp_path / "c.tif")[0].shape == read_tiff(tmp_path / "a.tif")[0].shape
+    train = ["train", "--image", str(d / "img.tif"), "--labels", str(d / "lab.tif"), "--iterations", "1",
+             "--tile-size", "32", "--val-fraction", "0"]
+    assert main([*train, "--from", str(pkg), "-o", str(tmp_path / "tuned.pt")]) == 0
+    capsys.readouterr()
+    assert main([*train, "--from", str(foreign), "-o", str(tmp_path / "no.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not be fine-tuned" in err and len(err.splitlines()) == 1

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     prob_out = check_output(args.probabilities, args.overwrite) if args.probabilities else None
     ckpt = load_model(args.model)
     net = ckpt.model if hasattr(ckpt, "model") else ckpt  # a foreign package predicts by itself
-    n_classes = ckpt.config.n_classes if hasattr(ckpt, "config") else 2
+    config = getattr(ckpt, "config", None)  # None for a foreign package
+    n_classes, dims = (config.n_classes, config.spatial_dims) if config is not None else (2, 2)
     postprocess = config_from_args(PostprocessConfig, args, base=postprocess_for(ckpt))
     log.info("post-processing: %s", postprocess)
     image, meta, channel_axis = read_image(
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             net, image, postprocess, channel_axis=channel_axis, tile_shape=args.tile_size,
             batch_size=args.batch_size, device=args.device, tta=args.tta,
             amp=None if args.amp == "off" else args.amp,
-            **({"voxel_size": args.voxel_size or voxel_size_of(meta)} if ckpt.config.spatial_dims == 3 else {}),
+            **({"voxel_size": args.voxel_size or voxel_size_of(meta)} if dims == 3 else {}),
         )
     )
     labels = result.labels
