@@ -504,8 +504,17 @@ class TrainConfig:
     val_every : int
         Validate every so many steps (and at the end).
     region_margin : int
-        When no region mask is given, the annotated region is the bounding box of the painted
-        labels grown by this many pixels (unpainted pixels inside it are background).
+        ``region_rule='box'``: the annotated region is the bounding box of the painted labels
+        grown by this many pixels (unpainted pixels inside it are background).
+    region_rule : {'ring', 'box'}
+        The annotated region when no region mask is given: 'ring' = the painted objects, a ring
+        of ``sparse_ring`` pixels around each, and the background strokes (label
+        :data:`unet_core.training.targets.BACKGROUND_LABEL`); 'box' = the painted labels'
+        bounding box grown by ``region_margin`` (everything unpainted in it is background).
+        See docs/user-guide.md ("Sparse painting").
+    sparse_ring : int
+        Width in pixels of the background ring taught around each painted object
+        (``region_rule='ring'``).
     augment : bool
         Apply ``augmentation``.
     augmentation : AugmentConfig
@@ -538,6 +547,8 @@ class TrainConfig:
     val_fraction: float = 0.15
     val_every: int = 100
     region_margin: int = 16
+    region_rule: Literal["ring", "box"] = "ring"
+    sparse_ring: int = 8
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_encoder: bool = False
@@ -567,6 +578,7 @@ class TrainConfig:
             raise InputError(f"val_every must be >= 1, got {self.val_every}")
         if self.region_margin < 0:
             raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
+        _check_range("sparse_ring", self.sparse_ring, 0, 10**6, integer=True, text="from 0 to 1e6 pixels")
         _check_range("seed", self.seed, 0, MAX_SEED, integer=True)
 
 

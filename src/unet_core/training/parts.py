@@ -115,6 +115,8 @@ def prepare_data(
             config.weights,
             region_margin=config.region_margin,
             semantic=config.semantic,
+            region_rule=config.region_rule,
+            sparse_ring=config.sparse_ring,
         )
 
     slices = prepare(pairs)
