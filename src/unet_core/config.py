@@ -310,14 +310,20 @@ class PostprocessConfig:
         Objects smaller than this many pixels are removed (0 or 1 keeps all).
     min_distance : int
         Minimum distance between watershed seeds in pixels.
+    seeds : {'distance', 'interior'}
+        Watershed seeds when splitting: maxima of the distance transform, or (models trained
+        with ``TrainConfig.target='three_class'``) the connected interiors, i.e. pixels whose
+        class-1 ('interior') probability exceeds ``threshold``.
     """
 
     threshold: float = 0.5
     split_touching: bool = True
     min_size: int = 10
     min_distance: int = 4
+    seeds: Literal["distance", "interior"] = "distance"
 
     def __post_init__(self) -> None:
+        check_choices(self)
         t = self.threshold
         if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and 0 <= t < 1):
             raise InputError(f"threshold must be a finite probability in [0, 1), e.g. 0.5; got {t!r}")
@@ -515,6 +521,11 @@ class TrainConfig:
     sparse_ring : int
         Width in pixels of the background ring taught around each painted object
         (``region_rule='ring'``).
+    target : {'two_class', 'three_class'}
+        Instance mode: 'two_class' = background / foreground with the boundary weight map (the
+        paper); 'three_class' = background / interior / boundary (the objects' one-pixel inner
+        outline and the gaps cut between touching objects), post-processed with watershed seeds
+        at the interiors (``PostprocessConfig.seeds='interior'``). Ignored in semantic mode.
     augment : bool
         Apply ``augmentation``.
     augmentation : AugmentConfig
@@ -549,6 +560,7 @@ class TrainConfig:
     region_margin: int = 16
     region_rule: Literal["ring", "box"] = "ring"
     sparse_ring: int = 8
+    target: Literal["two_class", "three_class"] = "two_class"
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_encoder: bool = False

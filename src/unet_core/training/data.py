@@ -26,7 +26,14 @@ from ..config import ModelConfig, TrainConfig, WeightMapConfig
 from ..errors import InputError
 from ..labels import as_instance_labels
 from ..normalization import normalize
-from .targets import RegionRule, annotated_region, check_class_ids, max_class_id, training_targets
+from .targets import (
+    RegionRule,
+    TargetKind,
+    annotated_region,
+    check_class_ids,
+    max_class_id,
+    training_targets,
+)
 
 __all__ = [
     "MAX_CLASSES", "PreparedSlice", "TileSampler", "TrainingPair", "annotated_region", "fingerprint",
@@ -176,6 +183,7 @@ def prepare_pairs(
     semantic: bool = False,
     region_rule: RegionRule = TrainConfig.region_rule,
     sparse_ring: int = TrainConfig.sparse_ring,
+    target_kind: TargetKind = TrainConfig.target,
 ) -> list[PreparedSlice]:
     """Validate pairs and turn them into slices with targets and weight maps.
 
@@ -203,7 +211,7 @@ def prepare_pairs(
             t = training_targets(
                 lab[z], weights, mask=None if masks is None else masks[z],
                 region_margin=region_margin, semantic=semantic, region_rule=region_rule,
-                sparse_ring=sparse_ring,
+                sparse_ring=sparse_ring, target_kind=target_kind,
             )
             if t is None:
                 continue

@@ -38,6 +38,7 @@ from ..weights import boundary_weight_map, class_balance_weights, separate_touch
 BACKGROUND_LABEL = 65535
 
 RegionRule = Literal["ring", "box"]
+TargetKind = Literal["two_class", "three_class"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,31 @@ def annotated_region(
     return near | painted
 
 
+def three_class_target(labels: np.ndarray, separated: np.ndarray) -> np.ndarray:
+    """Background (0) / interior (1) / boundary (2) classes of instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray of uint, spatial shape S
+        Instance labels (0 = background).
+    separated : ndarray of uint, shape S
+        ``labels`` with the gaps between touching objects cut
+        (:func:`unet_core.weights.separate_touching_objects`), or ``labels`` itself.
+
+    Returns
+    -------
+    ndarray of int64, shape S
+        2 on each object's one-pixel inner outline (face-connected neighbours of another id or
+        background) and on the cut gaps, 1 inside, 0 elsewhere.
+    """
+    from skimage.segmentation import find_boundaries
+
+    outline = find_boundaries(separated, connectivity=1, mode="inner") & (separated > 0)
+    out = np.where(separated > 0, 1, 0).astype(np.int64)
+    out[outline | ((labels > 0) & (separated == 0))] = 2
+    return out
+
+
 def max_class_id(labels: np.ndarray, *, name: str = "labels") -> int:
     """Largest class id of semantic labels (0 when empty), refusing negative or non-integer ids.
 
@@ -154,6 +180,7 @@ def training_targets(
     semantic: bool = False,
     region_rule: RegionRule = TrainConfig.region_rule,
     sparse_ring: int = TrainConfig.sparse_ring,
+    target_kind: TargetKind = TrainConfig.target,
 ) -> SliceTargets | None:
     """Target and loss weights of one annotated sample, exactly as training uses them.
 
@@ -175,6 +202,9 @@ def training_targets(
         The region without a mask (``TrainConfig.region_rule``).
     sparse_ring : int
         Ring width of the 'ring' region (``TrainConfig.sparse_ring``).
+    target_kind : {'two_class', 'three_class'}
+        Binary mode's target (``TrainConfig.target``): foreground, or
+        :func:`three_class_target`.
 
     Returns
     -------
@@ -197,7 +227,7 @@ def training_targets(
         instances = None
     else:
         sep = separate_touching_objects(lab) if weights.separate_touching else lab
-        target = (sep > 0).astype(np.int64)
+        target = three_class_target(lab, sep) if target_kind == "three_class" else (sep > 0).astype(np.int64)
         w = boundary_weight_map(
             lab, w0=weights.w0, sigma=weights.sigma, class_balance=weights.class_balance,
             mask=region, separate_touching=weights.separate_touching,

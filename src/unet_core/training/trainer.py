@@ -33,7 +33,13 @@ import torch
 
 from .. import __version__
 from ..checkpoint import save_checkpoint
-from ..config import TrainConfig, config_to_dict, config_to_json, resolve_train_config
+from ..config import (
+    PostprocessConfig,
+    TrainConfig,
+    config_to_dict,
+    config_to_json,
+    resolve_train_config,
+)
 from ..device import is_out_of_memory, resolve_device
 from ..errors import InputError
 from ..models import SegmentationNet
@@ -479,9 +485,12 @@ class Trainer:
         Stores it in :attr:`postprocess` (written to ``meta["postprocess"]``); when the last
         validation was also the best, the best checkpoint is rewritten with it.
         """
-        result = fit_postprocess(self.val_outputs) if self.val_outputs else None
+        three = self.config.target == "three_class" and not self.config.semantic
+        start = PostprocessConfig(seeds="interior") if three else PostprocessConfig()
+        result = fit_postprocess(self.val_outputs, start) if self.val_outputs else None
         self.val_outputs = []
         if result is None:
+            self.postprocess = config_to_dict(start) if three else None
             return
         self.postprocess = config_to_dict(result.postprocess)
         if self.best_file is not None and self.best_step == self.step and self.best_file.exists():
