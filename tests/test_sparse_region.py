@@ -67,11 +67,11 @@ def test_box_rule_is_the_old_grown_bounding_box():
     assert t.region[5:71, 5:71].all() and t.region.sum() == 66 * 66
 
 
-def test_ring_is_the_default_and_validated():
-    assert TrainConfig().region_rule == "ring" and TrainConfig().sparse_ring == 8
+def test_box_is_the_default_and_options_are_validated():
+    assert TrainConfig().region_rule == "box" and TrainConfig().sparse_ring == 8
     lab = two_far_objects()
     default = training_targets(lab, WeightMapConfig(), region_margin=16)
-    np.testing.assert_array_equal(default.region, annotated_region(lab, 16, rule="ring", ring=8))
+    np.testing.assert_array_equal(default.region, annotated_region(lab, 16))
     with pytest.raises(InputError, match="sparse_ring"):
         TrainConfig(sparse_ring=-1)
     with pytest.raises(InputError, match="region_rule"):

@@ -21,6 +21,8 @@ def test_preview_shows_ring_region_and_background_strokes(make_napari_viewer, qt
     viewer = make_napari_viewer()
     viewer.add_labels(lab, name="sparse labels")
     widget = open_widget(viewer, "Weight map")
+    assert widget.train_form.get("region_rule") == TrainConfig().region_rule
+    widget.train_form.set("region_rule", "ring")
     assert widget.compute()
     wait_job(qtbot, widget.runner)
     w = widget.weights_layer().data
@@ -28,3 +30,7 @@ def test_preview_shows_ring_region_and_background_strokes(make_napari_viewer, qt
     assert w[15, 20 + ring - 1] > 0 and w[15, 20 + ring + 2] == 0  # the ring, and no further
     assert (w[60:62, 20:40] > 0).all()       # the stroke teaches background
     assert w[50, 50] == 0 and w[60, 45] == 0  # the unpainted rest is not taught
+    widget.train_form.set("region_rule", "box")  # the bounding box: the gap is taught
+    assert widget.compute()
+    wait_job(qtbot, widget.runner)
+    assert widget.weights_layer().data[50, 50] > 0

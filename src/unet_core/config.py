@@ -517,7 +517,8 @@ class TrainConfig:
         of ``sparse_ring`` pixels around each, and the background strokes (label
         :data:`unet_core.training.targets.BACKGROUND_LABEL`); 'box' = the painted labels'
         bounding box grown by ``region_margin`` (everything unpainted in it is background).
-        See docs/user-guide.md ("Sparse painting").
+        'box' is the default: it measured better with 10 of ~100 nuclei painted and no
+        background strokes (docs/quality.md). See docs/user-guide.md ("Sparse painting").
     sparse_ring : int
         Width in pixels of the background ring taught around each painted object
         (``region_rule='ring'``).
@@ -558,7 +559,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     val_every: int = 100
     region_margin: int = 16
-    region_rule: Literal["ring", "box"] = "ring"
+    region_rule: Literal["ring", "box"] = "box"
     sparse_ring: int = 8
     target: Literal["two_class", "three_class"] = "two_class"
     augment: bool = True

@@ -5,11 +5,11 @@
 preview is exactly the map that trains. Rules:
 
 * The *annotated region* is the explicit mask when given. Otherwise it follows
-  ``TrainConfig.region_rule`` (:func:`annotated_region`): 'ring' (the default) = the painted
+  ``TrainConfig.region_rule`` (:func:`annotated_region`): 'ring' = the painted
   objects, a ring of ``sparse_ring`` pixels around each and the background strokes (pixels
   painted with :data:`BACKGROUND_LABEL`), so objects the user skipped far from painted ones are
-  never taught as background; 'box' = the bounding box of everything painted grown by
-  ``region_margin`` pixels. Unpainted pixels inside the region are background, pixels outside
+  never taught as background; 'box' (the default, docs/quality.md) = the bounding box of
+  everything painted grown by ``region_margin`` pixels. Unpainted pixels inside the region are background, pixels outside
   it get weight 0 (never taught).
 * Labels outside the region are ignored (they are not annotations); background strokes are
   background (instance mode; in semantic mode every id is a class).
