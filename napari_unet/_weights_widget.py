@@ -49,7 +49,8 @@ def weight_map_job(
 
     ``labels`` (spatial shape S) one slice of the layer, ``mask`` its region or None,
     ``weights`` a :class:`~unet_core.config.WeightMapConfig`, ``train`` a
-    :class:`~unet_core.config.TrainConfig` (``region_margin``, ``semantic``). Returns the
+    :class:`~unet_core.config.TrainConfig` (``region_margin``, ``region_rule``, ``sparse_ring``,
+    ``semantic``). Returns the
     float32 map of shape S that training uses, and whether the slice teaches at all. (One
     difference: a *binary* stack is split into objects slice by slice here, while training
     splits it in 3D; instance labels, the normal case, give identical maps.)
@@ -64,7 +65,8 @@ def weight_map_job(
     else:
         labels = as_instance_labels(labels, name="labels")
     t = training_targets(
-        labels, weights, mask=mask, region_margin=train.region_margin, semantic=train.semantic
+        labels, weights, mask=mask, region_margin=train.region_margin, semantic=train.semantic,
+        region_rule=train.region_rule, sparse_ring=train.sparse_ring,
     )
     if t is None:
         return index, np.zeros(labels.shape, np.float32), False
@@ -82,7 +84,7 @@ class WeightsWidget(QWidget):
         self.labels_combo = LayerChooser(self.viewer, napari.layers.Labels)
         self.region_combo = LayerChooser(self.viewer, napari.layers.Shapes, optional=True)
         self.form = ConfigForm(WeightMapConfig())
-        self.train_form = ConfigForm(TrainConfig(), fields=("region_margin", "semantic"))
+        self.train_form = ConfigForm(TrainConfig(), fields=("region_margin", "region_rule", "sparse_ring", "semantic"))
         self.live_check = QCheckBox("live update while painting")
         self.live_check.setChecked(True)
         self.compute_button = QPushButton("Compute weight map")

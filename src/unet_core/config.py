@@ -353,14 +353,20 @@ class PostprocessConfig:
         Objects smaller than this many pixels are removed (0 or 1 keeps all).
     min_distance : int
         Minimum distance between watershed seeds in pixels.
+    seeds : {'distance', 'interior'}
+        Watershed seeds when splitting: maxima of the distance transform, or (models trained
+        with ``TrainConfig.target='three_class'``) the connected interiors, i.e. pixels whose
+        class-1 ('interior') probability exceeds ``threshold``.
     """
 
     threshold: float = 0.5
     split_touching: bool = True
     min_size: int = 10
     min_distance: int = 4
+    seeds: Literal["distance", "interior"] = "distance"
 
     def __post_init__(self) -> None:
+        check_choices(self)
         t = self.threshold
         if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and 0 <= t < 1):
             raise InputError(f"threshold must be a finite probability in [0, 1), e.g. 0.5; got {t!r}")
@@ -558,8 +564,23 @@ class TrainConfig:
         checkpoint, whether or not the run validates, so a killed run keeps its work; 0 = only at
         validations and at the end.
     region_margin : int
-        When no region mask is given, the annotated region is the bounding box of the painted
-        labels grown by this many pixels (unpainted pixels inside it are background).
+        ``region_rule='box'``: the annotated region is the bounding box of the painted labels
+        grown by this many pixels (unpainted pixels inside it are background).
+    region_rule : {'ring', 'box'}
+        The annotated region when no region mask is given: 'ring' = the painted objects, a ring
+        of ``sparse_ring`` pixels around each, and the background strokes (label
+        :data:`unet_core.training.targets.BACKGROUND_LABEL`); 'box' = the painted labels'
+        bounding box grown by ``region_margin`` (everything unpainted in it is background).
+        'box' is the default: it measured better with 10 of ~100 nuclei painted and no
+        background strokes (docs/quality.md). See docs/user-guide.md ("Sparse painting").
+    sparse_ring : int
+        Width in pixels of the background ring taught around each painted object
+        (``region_rule='ring'``).
+    target : {'two_class', 'three_class'}
+        Instance mode: 'two_class' = background / foreground with the boundary weight map (the
+        paper); 'three_class' = background / interior / boundary (the objects' one-pixel inner
+        outline and the gaps cut between touching objects), post-processed with watershed seeds
+        at the interiors (``PostprocessConfig.seeds='interior'``). Ignored in semantic mode.
     augment : bool
         Apply ``augmentation``.
     augmentation : AugmentConfig
@@ -599,6 +620,9 @@ class TrainConfig:
     val_every: int = 100
     save_every: float = 60.0
     region_margin: int = 16
+    region_rule: Literal["ring", "box"] = "box"
+    sparse_ring: int = 8
+    target: Literal["two_class", "three_class"] = "two_class"
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_encoder: bool = False
@@ -642,6 +666,7 @@ class TrainConfig:
             )
         if self.region_margin < 0:
             raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
+        _check_range("sparse_ring", self.sparse_ring, 0, 10**6, integer=True, text="from 0 to 1e6 pixels")
         _check_range("seed", self.seed, 0, MAX_SEED, integer=True)
 
 

@@ -60,6 +60,8 @@ def probabilities_to_instances(
     overrides = {k: v for k, v in given.items() if v is not None}
     cfg = replace(config, **overrides) if overrides else config
     fg = foreground_probability(probs) > cfg.threshold
+    if cfg.seeds == "interior" and cfg.split_touching:
+        return interior_instances(probs, fg, cfg)
     return foreground_to_instances(fg, cfg, per_slice=fg.ndim == 3)
 
 
@@ -72,13 +74,69 @@ def foreground_to_instances(fg: np.ndarray, config: PostprocessConfig, *, per_sl
     options = (config.split_touching, config.min_size, config.min_distance)
     if not (per_slice and fg.ndim == 3):
         return instances_from_foreground(fg, *options)
-    out = np.zeros(fg.shape, np.uint32)
+    return _label_slices(fg.shape, lambda z: instances_from_foreground(fg[z], *options))
+
+
+def _label_slices(shape: tuple[int, ...], label_slice) -> np.ndarray:
+    """uint32 labels of shape ``(Z, ...)`` from ``label_slice(z)``, ids made unique across the
+    slices by running offsets."""
+    out = np.zeros(shape, np.uint32)
     offset = 0
-    for z in range(fg.shape[0]):
-        lab = instances_from_foreground(fg[z], *options)
+    for z in range(shape[0]):
+        lab = label_slice(z)
         out[z] = np.where(lab > 0, lab + offset, 0)
         offset = int(out[z].max(initial=offset))
     return out
+
+
+def interior_instances(probs: np.ndarray, fg: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    """Instances of a three-class model: watershed of the foreground seeded at the interiors.
+
+    Seeds are the connected components of ``P(interior) > cfg.threshold`` (class 1; needs at
+    least 3 classes); each foreground pixel goes to the seed it reaches first flooding by
+    ``-P(interior)``; foreground components without a seed stay one object each.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (n_classes, Y, X) or (Z, n_classes, Y, X), n_classes >= 3
+    fg : ndarray of bool, shape (Y, X) or (Z, Y, X)
+        Foreground (``1 - P(background) > threshold``).
+    cfg : PostprocessConfig
+        ``threshold`` and ``min_size`` are used.
+
+    Returns
+    -------
+    ndarray of uint32, the shape of ``fg``; ids unique across the slices of a stack.
+    """
+    probs = np.asarray(probs)
+    axis = 0 if probs.ndim == 3 else 1
+    if probs.shape[axis] < 3:
+        raise InputError(
+            f"seeds='interior' needs a three-class model (background/interior/boundary); these "
+            f"probabilities have {probs.shape[axis]} classes: use seeds='distance'"
+        )
+    interior = np.take(probs, 1, axis=axis)
+    if fg.ndim == 2:
+        return _interior_2d(interior, fg, cfg.min_size, cfg.threshold)
+    return _label_slices(fg.shape, lambda z: _interior_2d(interior[z], fg[z], cfg.min_size, cfg.threshold))
+
+
+def _interior_2d(interior: np.ndarray, fg: np.ndarray, min_size: int, threshold: float) -> np.ndarray:
+    from scipy import ndimage as ndi
+    from skimage.segmentation import relabel_sequential, watershed
+
+    seeds, n = ndi.label((interior > threshold) & fg)
+    components, _ = ndi.label(fg)
+    orphans = np.setdiff1d(np.unique(components[fg]), np.unique(components[seeds > 0]))
+    markers = seeds.copy()
+    for k, comp in enumerate(orphans, start=n + 1):  # no interior: the component is one object
+        markers[components == comp] = k
+    labels = watershed(-interior, markers, mask=fg) if fg.any() else markers
+    if min_size > 1:
+        sizes = np.bincount(labels.ravel())
+        labels[sizes[labels] < min_size] = 0
+    labels, _, _ = relabel_sequential(labels)
+    return labels.astype(np.uint32)
 
 
 def instances_from_foreground(fg: np.ndarray, split: bool, min_size: int, min_distance: int) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Sparse annotation is the normal case. Pixels outside the *annotated region* get loss weight 0:
 they are never taught as background. The region is the explicit mask of a pair when given;
-otherwise the bounding box of the painted labels (per slice) grown by ``region_margin`` pixels,
-inside which unpainted pixels count as background. Targets and weights of a slice come from
+otherwise (per slice) the painted objects with a ring around each plus background strokes, or
+the painted labels' bounding box grown by ``region_margin`` pixels (``TrainConfig.region_rule``);
+unpainted pixels inside it count as background. Targets and weights of a slice come from
 :func:`unet_core.training.targets.training_targets`, which the Weight map widget previews.
 
 Shapes: ``S`` is a sample's spatial shape (``(Y, X)`` today); windows are origin tuples and
@@ -21,11 +22,18 @@ import numpy as np
 import torch
 
 from ..arrays import as_channel_stack, crop_reflect, crop_zero, mirror_pad
-from ..config import ModelConfig, WeightMapConfig
+from ..config import ModelConfig, TrainConfig, WeightMapConfig
 from ..errors import InputError
 from ..labels import as_instance_labels
 from ..normalization import normalize
-from .targets import annotated_region, check_class_ids, max_class_id, training_targets
+from .targets import (
+    RegionRule,
+    TargetKind,
+    annotated_region,
+    check_class_ids,
+    max_class_id,
+    training_targets,
+)
 
 __all__ = [
     "MAX_CLASSES", "PreparedSlice", "TileSampler", "TrainingPair", "annotated_region", "fingerprint",
@@ -51,8 +59,8 @@ class TrainingPair:
         Instance labels of the spatial shape (0 = background); class ids in semantic mode.
     mask : ndarray of bool, optional
         Annotated region of the spatial shape; pixels outside get zero loss weight. When
-        omitted, the bounding box of the painted labels grown by ``TrainConfig.region_margin``
-        pixels, per slice (slices without labels are skipped).
+        omitted, the region of ``TrainConfig.region_rule`` (painted objects + ring, or the grown
+        bounding box), per slice (slices without labels are skipped).
     channel_axis : int or None
         Channel axis of ``image``.
     name : str
@@ -174,6 +182,9 @@ def prepare_pairs(
     region_margin: int,
     semantic: bool = False,
     voxel_size: tuple[float, ...] | None = None,
+    region_rule: RegionRule = TrainConfig.region_rule,
+    sparse_ring: int = TrainConfig.sparse_ring,
+    target_kind: TargetKind = TrainConfig.target,
 ) -> list[PreparedSlice]:
     """Validate pairs and turn them into slices with targets and weight maps.
 
@@ -205,7 +216,8 @@ def prepare_pairs(
         for z in range(lab.shape[0]):
             t = training_targets(
                 lab[z], weights, mask=None if masks is None else masks[z],
-                region_margin=region_margin, semantic=semantic,
+                region_margin=region_margin, semantic=semantic, region_rule=region_rule,
+                sparse_ring=sparse_ring, target_kind=target_kind,
             )
             if t is None:
                 continue

@@ -92,11 +92,19 @@ def starting_point(
         )
     if init_from is not None:
         ckpt = load_trainable(init_from)  # a checkpoint, a built-in name or our bioimage.io package
+        if not config.semantic and config.target == "three_class" and ckpt.config.n_classes < 3:
+            raise InputError(
+                f"{init_from} outputs {ckpt.config.n_classes} classes but target='three_class' "
+                "needs 3 (background/interior/boundary): train it with target='two_class', or "
+                "start from a three-class model or from scratch"
+            )
         return Start(ckpt.model, replace(config, model=ckpt.config))
     if config.semantic:
         k = max(config.model.n_classes, infer_n_classes(list(pairs) + list(val_pairs or [])))
         if k != config.model.n_classes:
             config = replace(config, model=replace(config.model, n_classes=k, class_names=()))
+    elif config.target == "three_class" and config.model.n_classes < 3:
+        config = replace(config, model=replace(config.model, n_classes=3, class_names=()))
     return Start(build_model(config.model), config)
 
 
@@ -117,6 +125,9 @@ def prepare_data(
             region_margin=config.region_margin,
             semantic=config.semantic,
             voxel_size=config.voxel_size,
+            region_rule=config.region_rule,
+            sparse_ring=config.sparse_ring,
+            target_kind=config.target,
         )
 
     slices = prepare(pairs)

@@ -4,10 +4,15 @@
 (:func:`unet_core.training.data.prepare_pairs`) and by the Weight map widget's preview, so the
 preview is exactly the map that trains. Rules:
 
-* The *annotated region* is the explicit mask when given, otherwise the bounding box of the
-  painted labels grown by ``region_margin`` pixels (:func:`annotated_region`); unpainted pixels
-  inside it are background, pixels outside it get weight 0 (never taught).
-* Labels outside the region are ignored (they are not annotations).
+* The *annotated region* is the explicit mask when given. Otherwise it follows
+  ``TrainConfig.region_rule`` (:func:`annotated_region`): 'ring' = the painted
+  objects, a ring of ``sparse_ring`` pixels around each and the background strokes (pixels
+  painted with :data:`BACKGROUND_LABEL`), so objects the user skipped far from painted ones are
+  never taught as background; 'box' (the default, docs/quality.md) = the bounding box of
+  everything painted grown by ``region_margin`` pixels. Unpainted pixels inside the region are background, pixels outside
+  it get weight 0 (never taught).
+* Labels outside the region are ignored (they are not annotations); background strokes are
+  background (instance mode; in semantic mode every id is a class).
 * Binary (instance) mode: target = foreground with a one-pixel gap cut between touching objects
   (``WeightMapConfig.separate_touching``); weight = the boundary weight map
   (:func:`unet_core.weights.boundary_weight_map`) inside the region.
@@ -20,12 +25,20 @@ Numpy only (no torch), any number of spatial axes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from ..config import WeightMapConfig
+from ..config import TrainConfig, WeightMapConfig
 from ..errors import InputError
 from ..weights import boundary_weight_map, class_balance_weights, separate_touching_objects
+
+#: Label value of a background stroke in instance labels: "this is background, teach it" (the
+#: largest id of the Annotate widget's uint16 labels; paint it with label 65535 in napari).
+BACKGROUND_LABEL = 65535
+
+RegionRule = Literal["ring", "box"]
+TargetKind = Literal["two_class", "three_class"]
 
 
 @dataclass(frozen=True)
@@ -50,19 +63,74 @@ class SliceTargets:
     instances: np.ndarray | None
 
 
-def annotated_region(labels: np.ndarray, margin: int) -> np.ndarray:
-    """Bounding box of the painted labels grown by ``margin`` pixels, as a boolean mask.
+def annotated_region(
+    labels: np.ndarray,
+    margin: int,
+    *,
+    rule: RegionRule = "box",
+    ring: int = TrainConfig.sparse_ring,
+) -> np.ndarray:
+    """The pixels a sparse annotation teaches (no explicit region mask), as a boolean mask.
 
-    ``labels`` int of any spatial shape; returns bool of that shape (all False when nothing is
-    painted). The box is clipped to the array.
+    Parameters
+    ----------
+    labels : ndarray of int, any spatial shape S
+        Painted labels (0 = not painted; :data:`BACKGROUND_LABEL` = a background stroke).
+    margin : int
+        ``rule='box'``: the bounding box of all painted pixels grown by this many pixels
+        (clipped to the array).
+    rule : {'ring', 'box'}
+        'ring': every painted pixel (objects and background strokes) plus the pixels within
+        ``ring`` pixels (Euclidean) of a painted object. 'box': the grown bounding box.
+    ring : int
+        Width of the ring around painted objects in pixels (``rule='ring'``).
+
+    Returns
+    -------
+    ndarray of bool, shape S
+        All False when nothing is painted.
     """
-    region = np.zeros(labels.shape, bool)
-    idx = np.nonzero(labels)
-    if not idx[0].size:
+    painted = np.asarray(labels) != 0
+    if not painted.any():
+        return np.zeros(painted.shape, bool)
+    if rule == "box":
+        region = np.zeros(painted.shape, bool)
+        idx = np.nonzero(painted)
+        sl = tuple(slice(max(0, int(i.min()) - margin), int(i.max()) + margin + 1) for i in idx)
+        region[sl] = True
         return region
-    sl = tuple(slice(max(0, int(i.min()) - margin), int(i.max()) + margin + 1) for i in idx)
-    region[sl] = True
-    return region
+    from scipy import ndimage as ndi
+
+    objects = painted & (labels != BACKGROUND_LABEL)
+    if ring <= 0 or not objects.any():
+        return painted
+    near = ndi.distance_transform_edt(~objects) <= ring
+    return near | painted
+
+
+def three_class_target(labels: np.ndarray, separated: np.ndarray) -> np.ndarray:
+    """Background (0) / interior (1) / boundary (2) classes of instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray of uint, spatial shape S
+        Instance labels (0 = background).
+    separated : ndarray of uint, shape S
+        ``labels`` with the gaps between touching objects cut
+        (:func:`unet_core.weights.separate_touching_objects`), or ``labels`` itself.
+
+    Returns
+    -------
+    ndarray of int64, shape S
+        2 on each object's one-pixel inner outline (face-connected neighbours of another id or
+        background) and on the cut gaps, 1 inside, 0 elsewhere.
+    """
+    from skimage.segmentation import find_boundaries
+
+    outline = find_boundaries(separated, connectivity=1, mode="inner") & (separated > 0)
+    out = np.where(separated > 0, 1, 0).astype(np.int64)
+    out[outline | ((labels > 0) & (separated == 0))] = 2
+    return out
 
 
 def max_class_id(labels: np.ndarray, *, name: str = "labels") -> int:
@@ -111,6 +179,9 @@ def training_targets(
     region_margin: int,
     semantic: bool = False,
     sampling: tuple[float, ...] | None = None,
+    region_rule: RegionRule = TrainConfig.region_rule,
+    sparse_ring: int = TrainConfig.sparse_ring,
+    target_kind: TargetKind = TrainConfig.target,
 ) -> SliceTargets | None:
     """Target and loss weights of one annotated sample, exactly as training uses them.
 
@@ -119,17 +190,25 @@ def training_targets(
     labels : ndarray, spatial shape S
         Binary mode: instance labels (uint32, as :func:`unet_core.labels.as_instance_labels`
         returns). Semantic mode: class ids (int64, as :func:`check_class_ids` returns).
+        Pixels equal to :data:`BACKGROUND_LABEL` are background strokes (binary mode).
     weights : WeightMapConfig
         Boundary weight-map options (binary mode).
     mask : ndarray of bool, shape S, optional
         Explicit annotated region; default: :func:`annotated_region` of ``labels``.
     region_margin : int
-        Margin of the default region in pixels (``TrainConfig.region_margin``).
+        Margin of the 'box' region in pixels (``TrainConfig.region_margin``).
     semantic : bool
         Labels are class ids (``TrainConfig.semantic``).
     sampling : tuple of float, optional
         Pixel (voxel) size per axis for the weight map's distances (e.g. a 3D stack's z, y, x
         spacing in units of the y/x pixel); default: isotropic.
+    region_rule : {'ring', 'box'}
+        The region without a mask (``TrainConfig.region_rule``).
+    sparse_ring : int
+        Ring width of the 'ring' region (``TrainConfig.sparse_ring``).
+    target_kind : {'two_class', 'three_class'}
+        Binary mode's target (``TrainConfig.target``): foreground, or
+        :func:`three_class_target`.
 
     Returns
     -------
@@ -137,17 +216,22 @@ def training_targets(
         None when the sample teaches nothing (empty region; or no mask and nothing painted):
         training skips it.
     """
-    region = np.asarray(mask, dtype=bool) if mask is not None else annotated_region(labels, region_margin)
+    if mask is not None:
+        region = np.asarray(mask, dtype=bool)
+    else:
+        region = annotated_region(labels, region_margin, rule=region_rule, ring=sparse_ring)
     if not region.any() or (mask is None and not labels.any()):
         return None
     lab = np.where(region, labels, 0)  # labels outside the region are not annotations
+    if not semantic:
+        lab = np.where(lab == BACKGROUND_LABEL, 0, lab)  # background strokes
     if semantic:
         target = lab.astype(np.int64)
         w = class_balance_weights(target, region)
         instances = None
     else:
         sep = separate_touching_objects(lab) if weights.separate_touching else lab
-        target = (sep > 0).astype(np.int64)
+        target = three_class_target(lab, sep) if target_kind == "three_class" else (sep > 0).astype(np.int64)
         w = boundary_weight_map(
             lab, w0=weights.w0, sigma=weights.sigma, class_balance=weights.class_balance,
             mask=region, separate_touching=weights.separate_touching, sampling=sampling,

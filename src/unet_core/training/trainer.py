@@ -35,10 +35,17 @@ import torch
 
 from .. import __version__
 from ..checkpoint import save_checkpoint
-from ..config import TrainConfig, config_to_dict, config_to_json, resolve_train_config
+from ..config import (
+    PostprocessConfig,
+    TrainConfig,
+    config_to_dict,
+    config_to_json,
+    resolve_train_config,
+)
 from ..device import is_out_of_memory, resolve_device
 from ..errors import InputError
 from ..models import SegmentationNet
+from ..pipeline import POSTPROCESS_KEY
 from ..progress import Progress
 from .augment import Augmenter, source_size
 from .data import TileSampler, TrainingPair
@@ -58,6 +65,7 @@ from .parts import (
     starting_point,
     tile_sizes,
 )
+from .tune import ValidationOutput, fit_postprocess
 from .validation import evaluate
 
 log = logging.getLogger(__name__)
@@ -191,6 +199,8 @@ class Trainer:
         self.clock = Clock(config.time_clock)
         self.sampler: TileSampler | None = None  # made once the tile size is known
         self.loss_value, self.val_metrics = math.nan, {}
+        self.val_outputs: list[ValidationOutput] = []  # the last validation's predictions
+        self.postprocess: dict[str, Any] | None = None  # fitted at the end (meta["postprocess"])
         if start.state is not None:
             log_data_change(start.state, self.data_info)
             self.load_train_state(start.state, start.last_metrics)
@@ -377,12 +387,14 @@ class Trainer:
             The 'val_*' metrics, 'best_step', and 'best_checkpoint' when the best file was
             written now.
         """
+        self.val_outputs = []
         self.val_metrics = evaluate(
             self.model,
             self.val_slices,
             self.loss_fn,
             device=self.device,
             semantic=self.config.semantic,
+            outputs=self.val_outputs,
         )
         set_train_mode(self.model, self.frozen)
         score = self.val_metrics["val_miou" if self.config.semantic else "val_foreground_iou"]
@@ -458,6 +470,7 @@ class Trainer:
             **self.provenance,
             "torch_version": torch.__version__,
             "napari_unet_version": __version__,
+            **({POSTPROCESS_KEY: self.postprocess} if self.postprocess else {}),
         }
 
     def metrics(self) -> dict[str, Any]:
@@ -503,12 +516,30 @@ class Trainer:
                 set_train_mode(self.model, self.frozen)
 
     def finish(self) -> Path | None:
-        """End a run worth keeping: :meth:`save_last`, then :meth:`release`."""
+        """End a run worth keeping: :meth:`tune_postprocess`, :meth:`save_last`, :meth:`release`."""
         self.model.eval()
         try:
+            self.tune_postprocess()
             return self.save_last()
         finally:
             self.release()
+
+    def tune_postprocess(self) -> None:
+        """Fit the post-processing on the last validation's predictions (instance mode).
+
+        Stores it in :attr:`postprocess` (written to ``meta["postprocess"]``); when the last
+        validation was also the best, the best checkpoint is rewritten with it.
+        """
+        three = self.config.target == "three_class" and not self.config.semantic
+        start = PostprocessConfig(seeds="interior") if three else PostprocessConfig()
+        result = fit_postprocess(self.val_outputs, start) if self.val_outputs else None
+        self.val_outputs = []
+        if result is None:
+            self.postprocess = config_to_dict(start) if three else None
+            return
+        self.postprocess = config_to_dict(result.postprocess)
+        if self.best_file is not None and self.best_step == self.step and self.best_file.exists():
+            self._save(self.best_file, "best")
 
     def release(self) -> None:
         """Hand the model back in eval mode on the CPU (device memory freed)."""

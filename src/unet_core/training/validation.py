@@ -32,6 +32,7 @@ from ..pipeline import segment_probabilities
 from ..tiling import predict_tiled
 from .data import PreparedSlice
 from .parts import slices_of_volumes
+from .tune import ValidationOutput
 
 
 def predict_region(model: SegmentationNet, sl: PreparedSlice, device: torch.device) -> tuple[np.ndarray, tuple[slice, ...]]:
@@ -63,8 +64,12 @@ def evaluate(
     *,
     device: torch.device,
     semantic: bool,
+    outputs: list[ValidationOutput] | None = None,
 ) -> dict[str, float]:
     """Validation metrics of ``model`` on held-out samples (see the module docstring).
+
+    ``outputs``, when given, receives each instance sample's probabilities, region and truth
+    (for :func:`unet_core.training.tune.fit_postprocess`).
 
     Returns
     -------
@@ -104,6 +109,8 @@ def evaluate(
                 inst[~region] = 0
                 match = match_instances(inst, np.where(region, sl.instances[box], 0), 0.5)
                 tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
+                if outputs is not None:
+                    outputs.append(ValidationOutput(probs, region, sl.instances[box]))
     finally:
         model.train(was_training)
     scores = confusion_scores(conf)
