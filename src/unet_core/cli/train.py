@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     with session(args.device) as ctx:  # one process, or one rank of a torchrun job
         if not ctx.is_main:
             logging.getLogger().setLevel(logging.ERROR)  # rank 0 alone logs and prints
-        with ctx.main_only(lambda stack: _claim(args, stack)):
+        with ctx.main_only(lambda stack: _claim(args, stack), report=_print_refusal):
             try:
                 return _run(args, ctx)
             except UNetCoreError as exc:
@@ -199,6 +199,13 @@ def run(args: argparse.Namespace) -> int:
                     raise
                 log.error("rank %d: %s", ctx.info.rank, exc)
                 raise SystemExit(2) from None
+
+
+def _print_refusal(exc: Exception) -> None:
+    """Rank 0's line for a refused run under torchrun (printed before the ranks exit with 2)."""
+    from . import _one_line
+
+    print(f"napari-unet train: error: {_one_line(exc)}", file=sys.stderr, flush=True)
 
 
 def _run(args: argparse.Namespace, ctx) -> int:

@@ -202,13 +202,18 @@ class Session:
         return self.info.is_main
 
     @contextlib.contextmanager
-    def main_only(self, prepare: Callable[[contextlib.ExitStack], None]) -> Iterator[None]:
+    def main_only(
+        self,
+        prepare: Callable[[contextlib.ExitStack], None],
+        report: Callable[[Exception], None] | None = None,
+    ) -> Iterator[None]:
         """Run ``prepare(stack)`` on rank 0 alone (checks; locks it enters into ``stack`` are
         held for the ``with`` block); its failure ends every rank.
 
-        Rank 0 re-raises the failure (the command prints it and exits with status 2); the other
-        ranks exit with status 2 silently (``SystemExit(2)``). For one process this is
-        ``prepare`` in an ``ExitStack``.
+        Under torchrun rank 0 first calls ``report(failure)`` (e.g. prints it: before any other
+        rank exits, as torchrun then ends the rest), then every rank exits with status 2
+        (``SystemExit(2)``); without ``report`` rank 0 re-raises the failure. For one process
+        this is ``prepare`` in an ``ExitStack`` (failures raised).
         """
         with contextlib.ExitStack() as stack:
             failure: Exception | None = None
@@ -217,8 +222,10 @@ class Session:
                     prepare(stack)
                 except Exception as exc:  # handed on below, after every rank knows
                     failure = exc
+                    if report is not None and self.distributed:
+                        report(exc)
             if self.sync.any(failure is not None):
-                if failure is not None:
+                if failure is not None and (report is None or not self.distributed):
                     raise failure
                 raise SystemExit(2)
             yield
