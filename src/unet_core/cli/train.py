@@ -23,7 +23,7 @@ from ..config import (
     anisotropic_pool_z,
     field_choices,
 )
-from ..errors import InputError
+from ..errors import InputError, UNetCoreError
 from ._common import check_outputs, drain, int_in
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,10 @@ def _check_model_memory(model, args: argparse.Namespace) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io import output_lock
-    from ..memory import TRAIN_BYTES_PER_PIXEL
-    from ..training.trainer import train
-
-    _check_options(args)
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The training options of the command line (their ranges checked by the config)."""
     iterations = args.iterations if args.iterations is not None else (10**9 if args.time_limit else _T.iterations)
-    config = replace(
+    return replace(
         _T, iterations=iterations, time_limit=args.time_limit,
         time_clock="process" if args.cpu_time else "wall", batch_size=args.batch_size,
         tile_size=args.tile_size, learning_rate=_T.learning_rate if args.lr is None else args.lr,
@@ -214,10 +210,50 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction, val_every=args.val_every, region_margin=args.margin,
         semantic=args.semantic, freeze_encoder=args.freeze_encoder, augment=not args.no_augment,
         amp={"auto": None, "on": True, "off": False}[args.amp], device=args.device, seed=args.seed,
-    )  # the options' ranges are checked here, before any file is read
+    )
+
+
+def _claim(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+    """Checks before any file is read, then the output lock (held in ``stack``); rank 0 only."""
+    from ..io import output_lock
+
+    _check_options(args)
+    _config(args)  # the options' ranges are checked here, before any file is read
     out = _outputs(args)[0]
     if args.resume:
         _check_resume(args)
+    stack.enter_context(output_lock(out))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.distributed import session
+
+    with session(args.device) as ctx:  # one process, or one rank of a torchrun job
+        if not ctx.is_main:
+            logging.getLogger().setLevel(logging.ERROR)  # rank 0 alone logs and prints
+        with ctx.main_only(lambda stack: _claim(args, stack), report=_print_refusal):
+            try:
+                return _run(args, ctx)
+            except UNetCoreError as exc:
+                if ctx.is_main:
+                    raise
+                log.error("rank %d: %s", ctx.info.rank, exc)
+                raise SystemExit(2) from None
+
+
+def _print_refusal(exc: Exception) -> None:
+    """Rank 0's line for a refused run under torchrun (printed before the ranks exit with 2)."""
+    from . import _one_line
+
+    print(f"napari-unet train: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace, ctx) -> int:
+    """Read the data and train (after :func:`_claim`); ``ctx`` is the distributed session."""
+    from ..memory import TRAIN_BYTES_PER_PIXEL
+    from ..training.trainer import train
+
+    config = replace(_config(args), device=ctx.device)
     pairs, in_ch = _read_pairs(args, TRAIN_BYTES_PER_PIXEL)
     model = replace(
         _M, arch=args.arch, in_channels=in_ch, depth=args.depth, base_channels=args.base_channels,
@@ -232,16 +268,18 @@ def run(args: argparse.Namespace) -> int:
     init_from = args.init_from
     if not (init_from or args.resume) and args.dims == 2:  # the estimate is for 2D tiles
         _check_model_memory(model, args)
-    with output_lock(out), tempfile.TemporaryDirectory(prefix="napari-unet-vgg16-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="napari-unet-vgg16-") as tmp:
         if args.vgg16_weights:  # the VGG16-initialised FCN becomes the checkpoint to fine-tune
             if args.resume:
                 raise InputError("give either --resume or --vgg16-weights, not both")
             init_from, model = _vgg16_init(model, args.vgg16_weights, init_from, Path(tmp) / "vgg16-init.pt")
         t0 = time.perf_counter()
-        with _stop_on_ctrl_c() as stop:
-            result = drain(train(pairs, replace(config, model=model), output=out, init_from=init_from,
-                                 resume=args.resume, stop=stop))
-    _report(result, time.perf_counter() - t0)
+        with _stop_on_ctrl_c(sigterm=ctx.distributed) as stop:
+            result = drain(train(pairs, replace(config, model=model), output=Path(args.output),
+                                 init_from=init_from, resume=args.resume, stop=stop, distributed=ctx),
+                           quiet=not ctx.is_main)
+    if ctx.is_main:
+        _report(result, time.perf_counter() - t0)
     return 130 if result.stop_reason == "user" else 0
 
 
@@ -260,8 +298,11 @@ def _report(result, seconds: float) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_ctrl_c() -> Iterator[threading.Event]:
-    """Ctrl-C sets the yielded event: training saves after its current step; a second one aborts."""
+def _stop_on_ctrl_c(sigterm: bool = False) -> Iterator[threading.Event]:
+    """Ctrl-C sets the yielded event: training saves after its current step; a second one aborts.
+
+    With ``sigterm`` (under torchrun, which forwards Ctrl-C and cluster pre-emption as SIGTERM)
+    SIGTERM does the same."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -273,11 +314,13 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
         stop.set()
         print("\nstopping after this step (Ctrl-C again aborts without saving)", file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    signals = (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,)
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 # --------------------------------------------------------------- FCN / DeepLabv3+ options

@@ -49,6 +49,7 @@ from ..pipeline import POSTPROCESS_KEY
 from ..progress import Progress
 from .augment import Augmenter, source_size
 from .data import TileSampler, TrainingPair
+from .distributed import Session, Sync
 from .losses import build_loss
 from .parts import (
     Clock,
@@ -142,7 +143,7 @@ class Trainer:
 
     Parameters
     ----------
-    pairs, config, output, init_from, resume, val_pairs
+    pairs, config, output, init_from, resume, val_pairs, distributed
         As for :func:`train`.
 
     Attributes
@@ -161,6 +162,10 @@ class Trainer:
         The last training loss.
     val_metrics : dict
         The last validation metrics ('val_*').
+    net : torch.nn.Module
+        What a step runs: ``model``, or its ``DistributedDataParallel`` wrapper under torchrun.
+    sync : Sync
+        Agreement of loss, Stop and time limit between torchrun ranks (no-op for one process).
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class Trainer:
         init_from: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None,
         val_pairs: Sequence[TrainingPair] | None = None,
+        distributed: Session | None = None,
     ) -> None:
         start = starting_point(
             pairs, val_pairs, config or TrainConfig(), init_from=init_from, resume=resume
@@ -223,6 +229,10 @@ class Trainer:
         )
         self.pace = Pace(config.iterations, config.time_limit, self.step, self.clock.elapsed())
         self.last_save = time.monotonic()  # wall clock of the last write of ``output``
+        self.net: torch.nn.Module = self.model  # what a step runs: the model or its DDP wrapper
+        self.sync = Sync()  # agreement between torchrun ranks; no-op for one process
+        if distributed is not None:
+            distributed.attach(self)
 
     # -- new annotations -----------------------------------------------------------------------
     def replace_data(
@@ -286,7 +296,7 @@ class Trainer:
         """
         x, y, w = batch
         with self.precision.autocast():
-            logits = self.model(x)
+            logits = self.net(x)
         loss = self.loss_fn(*slices_of_volumes(logits.float(), y, w))
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
@@ -314,6 +324,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         numbers = self.train_step(self.next_batch())
+        numbers["loss"] = self.sync.mean(numbers["loss"])  # over the ranks: NaN on one stops all
         self.step += 1
         self.loss_value = numbers["loss"]
         if not math.isfinite(self.loss_value):
@@ -336,6 +347,7 @@ class Trainer:
         """
         if not is_out_of_memory(exc):
             raise exc
+        self.sync.no_recovery(f"out of memory on {self.device} with batch size {self.batch_size}")
         traceback.clear_frames(exc.__traceback__)  # free the failed step's tensors
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
@@ -582,6 +594,9 @@ def train(
         saved training config is used, except ``device``). Pass the same ``pairs``.
     val_pairs : sequence of TrainingPair, optional
         Explicit validation images; otherwise ``config.val_fraction`` of the annotations.
+    distributed : Session, optional
+        This process's part in a ``torchrun`` job (:func:`.distributed.session`): DDP steps,
+        per-rank sampling, rank 0 alone validates and saves.
     stop : object with ``is_set()``, optional
         E.g. a ``threading.Event`` or ``multiprocessing.Event``: once set, the run ends before
         its next step, saves, and returns a result with ``stop_reason='user'``.
@@ -614,6 +629,7 @@ def train(
     except BaseException:  # a failed run never replaces the file at ``output``
         trainer.release()
         raise
+    trainer.sync.share_buffers(trainer.model)  # torchrun: rank 0's batch-norm statistics
     result = trainer.result(reason, trainer.finish())
     yield _saved(result)
     return result
@@ -638,7 +654,7 @@ def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, Non
     """The loop of :func:`train`: step, report, validate, until done, out of time or stopped."""
     config, total = trainer.config, trainer.config.iterations
     while trainer.step < total:
-        if stop is not None and stop.is_set():
+        if trainer.sync.any(stop is not None and stop.is_set()):
             return "user"
         try:
             numbers = trainer.advance()
@@ -647,7 +663,7 @@ def _steps(trainer: Trainer, stop: StopSignal | None) -> Generator[Progress, Non
             continue
         elapsed = trainer.clock.elapsed()
         shown, eta = trainer.pace.estimate(trainer.step, elapsed)
-        time_up = trainer.time_up(elapsed)
+        time_up = trainer.sync.any(trainer.time_up(elapsed))
         yield Progress(
             "train",
             trainer.step,
