@@ -92,6 +92,7 @@ CASES = [
     ("weights-png", "weights {d}/x.png -o {o}.tif", "not a readable TIFF", None),
     ("weights-rgb", "weights {d}/rgb.tif -o {o}.tif", "channel axis", None),
     ("weights-sigma", "weights {d}/lab.tif -o {o}.tif --sigma 1e-300", "sigma must be", None),
+    ("weights-sigma-huge", "weights {d}/lab.tif -o {o}.tif --sigma 1e308", "sigma must be", None),
     ("weights-w0-nan", "weights {d}/lab.tif -o {o}.tif --w0 nan", "w0 must be", None),
     ("weights-readonly", "weights {d}/lab.tif -o {o}.tif", "read-only", ("tifffile", "imwrite", "erofs")),
     ("weights-full", "weights {d}/lab.tif -o {o}.tif", "disk is full", ("tifffile", "imwrite", "enospc")),

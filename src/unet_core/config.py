@@ -29,6 +29,8 @@ MAX_DEPTH = 8
 MAX_SEED = 2**32 - 1
 #: smallest border-term width accepted, in pixels (below it the border term vanishes everywhere)
 MIN_SIGMA = 0.01
+#: largest border-term width accepted, in pixels (the border term then reaches across any image)
+MAX_SIGMA = 10_000.0
 
 
 def _check_range(name: str, value: Any, lo: float, hi: float, *, integer: bool = False, text: str = "") -> None:
@@ -334,7 +336,8 @@ class WeightMapConfig:
 
     def __post_init__(self) -> None:
         _check_range("w0", self.w0, 0.0, math.inf)
-        _check_range("sigma", self.sigma, MIN_SIGMA, math.inf, text=f">= {MIN_SIGMA:g} pixels (paper: 5)")
+        _check_range("sigma", self.sigma, MIN_SIGMA, MAX_SIGMA,
+                     text=f"from {MIN_SIGMA:g} to {MAX_SIGMA:g} pixels (paper: 5)")
 
 
 
