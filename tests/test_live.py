@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from synthetic import disks
 
 from unet_core.config import ModelConfig, TrainConfig
 from unet_core.errors import InputError
@@ -34,17 +35,6 @@ TINY = TrainConfig(
     model=ModelConfig(depth=1, base_channels=4), tile_size=24, batch_size=1, device="cpu",
     warmup=0, augment=False,
 )
-
-
-def disks(shape=(64, 64), seed=0, n=6):
-    """Bright disks on noise: (image float32, labels uint16)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    labels = np.zeros(shape, np.uint16)
-    for i in range(1, n + 1):
-        cy, cx = rng.uniform(8, shape[0] - 8), rng.uniform(8, shape[1] - 8)
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(9, 30)] = i
-    return ((labels > 0) + 0.3 * rng.standard_normal(shape)).astype(np.float32), labels
 
 
 def take(gen, kind, n=200):

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from synthetic import disks
 
 from unet_core.config import ModelConfig, TrainConfig, resolve_train_config
 from unet_core.errors import InputError
@@ -25,18 +26,6 @@ TINY = TrainConfig(
     model=ModelConfig(depth=1, base_channels=4, batch_norm=True),
     iterations=4, tile_size=24, batch_size=2, val_fraction=0.0, device="cpu", warmup=0,
 )
-
-
-def disks(shape=(64, 64), seed=0, n=6):
-    """Bright disks on a dark noisy background: (image float32, instance labels uint16)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    labels = np.zeros(shape, np.uint16)
-    for i in range(1, n + 1):
-        cy, cx = rng.uniform(8, shape[0] - 8), rng.uniform(8, shape[1] - 8)
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(9, 30)] = i
-    image = (labels > 0) * 1.0 + 0.3 * rng.standard_normal(shape)
-    return image.astype(np.float32), labels
 
 
 def run(gen):
