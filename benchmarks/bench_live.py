@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -131,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between strokes")
     parser.add_argument("--idle-seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
-    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("_BENCH_XVFB"):
-        env = dict(os.environ, _BENCH_XVFB="1")
-        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, __file__, *(argv or sys.argv[1:])]
-        return subprocess.call(cmd, env=env)
+    from napari_unet._headless import rerun_under_xvfb
+
+    code = rerun_under_xvfb(__file__, argv or sys.argv[1:])
+    if code is not None:
+        return code
     sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
     os.environ.setdefault("NAPARI_UNET_HOME", tempfile.mkdtemp(prefix="napari-unet-bench-"))
     import napari

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -283,10 +281,11 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("_BENCH_XVFB"):
-        env = dict(os.environ, _BENCH_XVFB="1")
-        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, __file__, *(argv or sys.argv[1:])]
-        return subprocess.call(cmd, env=env)
+    from napari_unet._headless import rerun_under_xvfb
+
+    code = rerun_under_xvfb(__file__, argv or sys.argv[1:])
+    if code is not None:
+        return code
 
     sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
     os.environ.setdefault("NAPARI_UNET_HOME", tempfile.mkdtemp(prefix="napari-unet-bench-"))
