@@ -114,3 +114,27 @@ def test_threshold_nan_is_one_line_error(files):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "threshold" in r.stderr and "[0, 1)" in r.stderr
     assert not (d / "p.tif").exists()
+
+
+def test_train_options_for_few_annotations_reach_the_run(files):
+    """--target, --region-rule, --sparse-ring and --self-supervised end up in the saved config."""
+    from unet_core.checkpoint import load_checkpoint
+
+    d = files
+    assert main(["train", "--image", str(d / "img.tif"), "--labels", str(d / "lab.tif"), "-o", str(d / "m.pt"),
+                 "--iterations", "2", "--depth", "2", "--base-channels", "4", "--tile-size", "32",
+                 "--target", "three_class", "--region-rule", "ring", "--sparse-ring", "5",
+                 "--self-supervised", "0.5"]) == 0
+    ckpt = load_checkpoint(d / "m.pt")
+    cfg = ckpt.meta["train_config"]
+    assert (cfg["target"], cfg["region_rule"], cfg["sparse_ring"], cfg["self_supervised"]) == (
+        "three_class", "ring", 5, 0.5)
+    assert ckpt.config.n_classes == 3
+
+
+def test_bad_self_supervised_weight_is_one_line(files, capsys):
+    d = files
+    assert main(["train", "--image", str(d / "img.tif"), "--labels", str(d / "lab.tif"), "-o", str(d / "m.pt"),
+                 "--self-supervised", "-2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "self_supervised must be a number from 0" in err[0]

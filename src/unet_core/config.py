@@ -584,6 +584,11 @@ class TrainConfig:
         paper); 'three_class' = background / interior / boundary (the objects' one-pixel inner
         outline and the gaps cut between touching objects), post-processed with watershed seeds
         at the interiors (``PostprocessConfig.seeds='interior'``). Ignored in semantic mode.
+    self_supervised : float
+        Weight of the Noise2Void blind-spot denoising loss trained beside segmentation on the
+        U-Net's last feature map (:mod:`unet_core.training.blind_spot`); 0 = off. When on, half
+        of each batch's tiles are drawn anywhere in the images, so unpainted pixels teach the
+        network too. U-Net only; not under torchrun.
     augment : bool
         Apply ``augmentation``.
     augmentation : AugmentConfig
@@ -626,6 +631,7 @@ class TrainConfig:
     region_rule: Literal["ring", "box"] = "box"
     sparse_ring: int = 8
     target: Literal["two_class", "three_class"] = "two_class"
+    self_supervised: float = 0.0
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_encoder: bool = False
@@ -670,6 +676,7 @@ class TrainConfig:
         if self.region_margin < 0:
             raise InputError(f"region_margin must be >= 0 pixels, got {self.region_margin}")
         _check_range("sparse_ring", self.sparse_ring, 0, 10**6, integer=True, text="from 0 to 1e6 pixels")
+        _check_range("self_supervised", self.self_supervised, 0, 100, text="from 0 (off) to 100")
         _check_range("seed", self.seed, 0, MAX_SEED, integer=True)
 
 

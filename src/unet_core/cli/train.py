@@ -61,6 +61,17 @@ def add_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=_T.val_fraction, help=f"annotations held out for validation (default {_T.val_fraction}; 0 = none)")
     p.add_argument("--val-every", type=int, default=_T.val_every, help=f"validate every N steps (default {_T.val_every})")
     p.add_argument("--margin", type=int, default=_T.region_margin, help=f"annotated region = painted labels' bounding box + this margin (default {_T.region_margin})")
+    p.add_argument("--region-rule", choices=field_choices(TrainConfig, "region_rule"), default=_T.region_rule,
+                   help="without --mask: 'box' = painted labels' bounding box + --margin (default); 'ring' = painted "
+                        "objects + a --sparse-ring ring around each + background strokes (label 65535)")
+    p.add_argument("--sparse-ring", type=int, default=_T.sparse_ring, metavar="PIXELS",
+                   help=f"--region-rule ring: background ring width around each painted object (default {_T.sparse_ring})")
+    p.add_argument("--target", choices=field_choices(TrainConfig, "target"), default=_T.target,
+                   help="two_class = background/foreground + boundary weights (paper; default); three_class = "
+                        "background/interior/boundary, watershed from the interiors")
+    p.add_argument("--self-supervised", type=float, default=_T.self_supervised, metavar="WEIGHT",
+                   help="weight of the Noise2Void denoising loss that also learns from unpainted pixels "
+                        f"(U-Net; default {_T.self_supervised:g} = off; see docs/quality.md)")
     p.add_argument("--semantic", action="store_true", help="labels are class ids (multi-class semantic segmentation)")
     p.add_argument("--freeze-encoder", action="store_true", help="fine-tuning: keep the contracting path fixed")
     p.add_argument("--no-augment", action="store_true", help="no elastic/rotation/intensity augmentation")
@@ -208,7 +219,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         tile_size=args.tile_size, learning_rate=_T.learning_rate if args.lr is None else args.lr,
         optimizer=args.optimizer, loss=args.loss,
         val_fraction=args.val_fraction, val_every=args.val_every, region_margin=args.margin,
-        semantic=args.semantic, freeze_encoder=args.freeze_encoder, augment=not args.no_augment,
+        region_rule=args.region_rule, sparse_ring=args.sparse_ring, target=args.target,
+        self_supervised=args.self_supervised, semantic=args.semantic, freeze_encoder=args.freeze_encoder, augment=not args.no_augment,
         amp={"auto": None, "on": True, "off": False}[args.amp], device=args.device, seed=args.seed,
     )
 

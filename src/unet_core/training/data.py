@@ -422,6 +422,8 @@ class TileSampler:
         if counts.sum() == 0:
             raise InputError("no annotated pixels left for training; paint more objects or lower val_fraction")
         self.p = counts / counts.sum()
+        sizes = np.array([s.weight.size for s in slices], np.float64)
+        self.p_any = sizes / sizes.sum()
         self.device = None if device is None else torch.device(device)
         self._pad = (0,) * self.ndim
         self._resident: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -446,8 +448,11 @@ class TileSampler:
             raise ValueError("source must be >= in_size with the same parity")
         self.in_size, self.out_size, self.border, self.source = in_size, out_size, border, source
 
-    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A batch of source windows.
+    def sample(
+        self, rng: np.random.Generator, n: int, anywhere: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch of source windows; the last ``anywhere`` of the ``n`` are centred at any pixel
+        of the images, annotated or not (for the self-supervised loss).
 
         Returns
         -------
@@ -456,23 +461,25 @@ class TileSampler:
         ``in_size`` window and its output window the central ``out_size`` window.
         """
         xs, ys, ws = [], [], []
-        for i, origin in self._windows(rng, n):
+        for i, origin in self._windows(rng, n, anywhere):
             sl = self.slices[i]
             xs.append(crop_reflect(sl.image, origin, self.source))
             ys.append(crop_zero(self.targets[i], origin, self.source))
             ws.append(crop_zero(sl.weight, origin, self.source))
         return np.stack(xs), np.stack(ys), np.stack(ws)
 
-    def sample_tensors(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_tensors(
+        self, rng: np.random.Generator, n: int, anywhere: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like :meth:`sample` (same windows for the same ``rng`` state), as tensors on the device.
 
         With a ``device`` the windows are cut from device-resident padded slices; otherwise the
         numpy windows are converted.
         """
         if self.device is None:
-            return tuple(torch.from_numpy(a) for a in self.sample(rng, n))  # type: ignore[return-value]
+            return tuple(torch.from_numpy(a) for a in self.sample(rng, n, anywhere))  # type: ignore[return-value]
         xs, ys, ws = [], [], []
-        for i, origin in self._windows(rng, n):
+        for i, origin in self._windows(rng, n, anywhere):
             img, tgt, wt = self._resident[i]
             win = tuple(slice(o + p, o + p + s) for o, p, s in zip(origin, self._pad, self.source))
             xs.append(img[(slice(None), *win)])
@@ -480,17 +487,24 @@ class TileSampler:
             ws.append(wt[win])
         return torch.stack(xs), torch.stack(ys), torch.stack(ws)
 
-    def _windows(self, rng: np.random.Generator, n: int) -> list[tuple[int, tuple[int, ...]]]:
+    def _windows(
+        self, rng: np.random.Generator, n: int, anywhere: int = 0
+    ) -> list[tuple[int, tuple[int, ...]]]:
         """(slice index, window origin per spatial axis) of ``n`` random source windows.
 
         Random draws per window, in this order: the slice, the annotated pixel, then one jitter
-        per spatial axis (first axis first).
+        per spatial axis (first axis first). The last ``anywhere`` windows draw the slice in
+        proportion to its size and any of its pixels instead of an annotated one.
         """
         out = []
-        for _ in range(n):
-            i = int(rng.choice(len(self.slices), p=self.p))
+        for k in range(n):
+            free = k >= n - anywhere
+            i = int(rng.choice(len(self.slices), p=self.p_any if free else self.p))
             sl, cand = self.slices[i], self.candidates[i]
-            flat = int(cand[int(rng.integers(len(cand)))])
+            if free:
+                flat = int(rng.integers(sl.weight.size))
+            else:
+                flat = int(cand[int(rng.integers(len(cand)))])
             centre = np.unravel_index(flat, sl.weight.shape)
             origin = []
             for c, o, s in zip(centre, self.out_size, self.source):

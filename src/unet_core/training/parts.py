@@ -173,9 +173,12 @@ def set_train_mode(model: SegmentationNet, frozen: torch.nn.Module | None) -> No
         frozen.eval()
 
 
-def build_optimizer(model: SegmentationNet, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, or SGD with momentum 0.99 (the paper), over the parameters that train."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optimizer(
+    model: SegmentationNet, config: TrainConfig, extra: Sequence[torch.nn.Parameter] = ()
+) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum 0.99 (the paper), over the parameters that train (the model's,
+    then ``extra``: a training-only head's)."""
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.99)
     return torch.optim.Adam(params, lr=config.learning_rate)

@@ -48,6 +48,7 @@ from ..models import SegmentationNet
 from ..pipeline import POSTPROCESS_KEY
 from ..progress import Progress
 from .augment import Augmenter, source_size
+from .blind_spot import BlindSpotHead
 from .data import TileSampler, TrainingPair
 from .distributed import Session, Sync
 from .losses import build_loss
@@ -189,7 +190,10 @@ class Trainer:
         self.model = start.model.to(self.device)
         self.frozen = freeze_encoder(self.model) if config.freeze_encoder else None
         set_train_mode(self.model, self.frozen)
-        self.optimizer = build_optimizer(self.model, config)
+        # Noise2Void head on the shared features (None = segmentation only)
+        self.blind_spot = BlindSpotHead(self.model) if config.self_supervised > 0 else None
+        extra = self.blind_spot.parameters() if self.blind_spot is not None else []
+        self.optimizer = build_optimizer(self.model, config, extra)
         self.precision = Precision.choose(config.amp, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -232,6 +236,11 @@ class Trainer:
         self.net: torch.nn.Module = self.model  # what a step runs: the model or its DDP wrapper
         self.sync = Sync()  # agreement between torchrun ranks; no-op for one process
         if distributed is not None:
+            if self.blind_spot is not None and distributed.distributed:  # its head's gradients are not averaged over ranks
+                raise InputError(
+                    "self-supervised training does not run under torchrun yet: set "
+                    "--self-supervised 0, or train in one process"
+                )
             distributed.attach(self)
 
     # -- new annotations -----------------------------------------------------------------------
@@ -275,7 +284,9 @@ class Trainer:
         w : Tensor, float32, shape (N, out_size, out_size)
             Pixel weights (0 = not annotated).
         """
-        x, y, w = self.sampler.sample_tensors(self.rng, self.batch_size)
+        # with the self-supervised head, half the windows lie anywhere in the images
+        anywhere = self.batch_size // 2 if self.blind_spot is not None else 0
+        x, y, w = self.sampler.sample_tensors(self.rng, self.batch_size, anywhere=anywhere)
         x, y, w = x.to(self.device), y.to(self.device), w.to(self.device)
         b = self.border
         if self.augmenter is not None:
@@ -292,18 +303,26 @@ class Trainer:
         """One optimisation step on ``batch`` (see :meth:`next_batch`) at the current learning rate.
 
         Forward (under the run's autocast), the loss, backward (scaled), optimizer step. Counts
-        nothing and checks nothing: :meth:`advance` does. Returns ``{'loss': float}``.
+        nothing and checks nothing: :meth:`advance` does. Returns ``{'loss': float}`` (the
+        total), plus 'denoise' (the blind-spot loss) with the self-supervised head.
         """
         x, y, w = batch
+        head, numbers = self.blind_spot, {}
+        if head is not None:
+            x, spots = head.mask(x, self.border)
         with self.precision.autocast():
             logits = self.net(x)
         loss = self.loss_fn(*slices_of_volumes(logits.float(), y, w))
+        if head is not None:
+            denoise = head.loss(spots)
+            loss = loss + self.config.self_supervised * denoise
+            numbers["denoise"] = float(denoise.detach())
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
         scaler.scale(loss).backward()
         scaler.step(self.optimizer)
         scaler.update()
-        return {"loss": float(loss.detach())}
+        return {"loss": float(loss.detach()), **numbers}
 
     def advance(self) -> dict[str, float]:
         """Set the scheduled learning rate, train one step on a new batch, count it.
@@ -437,6 +456,8 @@ class Trainer:
             state["rng_augment"] = self.augmenter.generator.get_state()
         if self.precision.mixed:
             state["scaler"] = self.precision.scaler.state_dict()
+        if self.blind_spot is not None:
+            state["blind_spot"] = self.blind_spot.state_dict()
         return state
 
     def load_train_state(
@@ -454,6 +475,8 @@ class Trainer:
         torch.set_rng_state(state["rng_torch"])
         if self.augmenter is not None and "rng_augment" in state:
             self.augmenter.generator.set_state(state["rng_augment"])
+        if self.blind_spot is not None and "blind_spot" in state:
+            self.blind_spot.load_state_dict(state["blind_spot"])
         self.step = int(state["step"])
         self.best_score = float(state.get("best_score", -math.inf))
         self.best_step = int(state.get("best_step", 0))
@@ -554,7 +577,10 @@ class Trainer:
             self._save(self.best_file, "best")
 
     def release(self) -> None:
-        """Hand the model back in eval mode on the CPU (device memory freed)."""
+        """Hand the model back in eval mode on the CPU (device memory freed, no training hooks)."""
+        if self.blind_spot is not None:
+            self.blind_spot.close()
+            self.blind_spot = None
         self.model.eval()
         self.model.cpu()
 
