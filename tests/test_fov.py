@@ -38,7 +38,11 @@ def test_aligned_window_clips_and_rounds_the_origin_down():
     ids=["inside", "corner", "past-edge"],
 )
 def test_window_equals_the_same_region_of_the_whole_image(origin, stop):
-    from unet_core.blockwise import as_channel_first, iter_predict_window, sampled_normalization_stats
+    from unet_core.blockwise import (
+        as_channel_first,
+        iter_predict_window,
+        sampled_normalization_stats,
+    )
     from unet_core.normalization import apply_normalization
     from unet_core.progress import run_to_end
     from unet_core.tiling import predict_tiled

@@ -130,6 +130,16 @@ def worker_forward(
     return net, fwd
 
 
+def release_worker_forward(model: Any) -> None:
+    """Forget this process's cached forward of ``model`` (a path or a network object), e.g.
+    after a job in a long-lived process (napari), so that a network trained further or a
+    checkpoint saved again is prepared afresh next time and the memory is freed."""
+    name = os.fspath(model) if isinstance(model, str | os.PathLike) else id(model)
+    with _MODELS_LOCK:
+        for key in [k for k in _MODELS if k[0] == name]:
+            _MODELS.pop(key)[2].close()
+
+
 def _model_info(model: Any) -> Any:
     """The network object (loading a checkpoint path once in this process)."""
     return worker_forward(model, "cpu")[0] if isinstance(model, str | os.PathLike) else model
