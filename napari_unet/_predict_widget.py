@@ -187,14 +187,6 @@ class PredictWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.use_button = QPushButton("Use as annotations (correct, then fine-tune)")
-        self.fov_button = QPushButton("Predict visible field of view")
-        self.fov_button.setToolTip(
-            "Segment only what the canvas shows (up to 4096 x 4096 pixels), for huge lazy images"
-        )
-        self.file_button = QPushButton("Predict whole image to file...")
-        self.file_button.setToolTip(
-            "Block-wise prediction of the whole image into an OME-Zarr (.zarr/.tif), opened lazily"
-        )
         self.use_mode_combo = QComboBox()
         for mode, text in USE_MODES.items():
             self.use_mode_combo.addItem(text, mode)
@@ -218,10 +210,7 @@ class PredictWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(post_box)
         layout.addLayout(buttons)
-        huge = QHBoxLayout()
-        huge.addWidget(self.fov_button)
-        huge.addWidget(self.file_button)
-        layout.addLayout(huge)
+        layout.addLayout(self._huge_image_buttons())
         layout.addWidget(self.use_button)
         layout.addWidget(self.use_mode_combo)
         layout.addWidget(self.status)
@@ -231,8 +220,6 @@ class PredictWidget(QWidget):
         self.runner.finished.connect(self._on_finished)
         self.predict_button.clicked.connect(self.predict)
         self.cancel_button.clicked.connect(self.cancel)
-        self.fov_button.clicked.connect(lambda: self.predict_fov())
-        self.file_button.clicked.connect(lambda: self.predict_to_file())
         self.use_button.clicked.connect(self.use_as_annotations)
         self.post_form.changed.connect(self.reapply_timer.start)
         self.reapply_timer.timeout.connect(self.reapply_postprocess)
@@ -419,6 +406,23 @@ class PredictWidget(QWidget):
         self.status.setText(f"'{pred_name}': {n} objects" + (f" in slice {result.index}" if result.index is not None else ""))
 
     # -- huge (lazy) images: the field of view, the whole image to a file ------------------------
+    def _huge_image_buttons(self) -> QHBoxLayout:
+        """The row "Predict visible field of view" | "Predict whole image to file..."."""
+        self.fov_button = QPushButton("Predict visible field of view")
+        self.fov_button.setToolTip(
+            "Segment only what the canvas shows (up to 4096 x 4096 pixels), for huge lazy images"
+        )
+        self.file_button = QPushButton("Predict whole image to file...")
+        self.file_button.setToolTip(
+            "Block-wise prediction of the whole image into an OME-Zarr (.zarr/.tif), opened lazily"
+        )
+        self.fov_button.clicked.connect(lambda: self.predict_fov())
+        self.file_button.clicked.connect(lambda: self.predict_to_file())
+        row = QHBoxLayout()
+        row.addWidget(self.fov_button)
+        row.addWidget(self.file_button)
+        return row
+
     def _busy(self) -> None:
         for button in (self.predict_button, self.fov_button, self.file_button):
             button.setEnabled(False)
