@@ -96,6 +96,26 @@ def test_fov_of_a_stack_slice_and_a_cut_view(make_napari_viewer, qtbot, cpu_only
     assert "cut" in widget.status.text()
 
 
+def test_fov_of_a_multiscale_image_is_in_level_0_pixels(make_napari_viewer, qtbot, cpu_only, project_home, registry, tiny_model, lazy_image):  # noqa: F811
+    viewer = make_napari_viewer()
+    levels = [lazy_image, lazy_image[::2, ::2], lazy_image[::4, ::4]]
+    image = viewer.add_image(levels, multiscale=True, name="pyramid", scale=(0.25, 0.25))
+    viewer.scene.camera.center = (0.25 * 512, 0.25 * 512)
+    viewer.scene.camera.zoom = 8.0  # 2 screen pixels per level-0 pixel
+    widget = _widget(viewer, tiny_model)
+    assert widget.predict_fov()
+    outcome = wait_job(qtbot, widget.runner)
+    assert outcome.ok, outcome.error
+    pred = viewer.layers["pyramid fov prediction"]
+    h, w = viewer.canvas.size
+    assert pred.data.shape[0] == pytest.approx(h / 2, abs=5) and pred.data.shape[1] == pytest.approx(w / 2, abs=5)
+    np.testing.assert_allclose(pred.translate, np.array(outcome.value.origin) * 0.25)
+    np.testing.assert_allclose(pred.scale, image.scale)
+    stats = outcome.value.stats
+    assert widget.predict_fov()  # the same image again: its statistics are kept
+    assert wait_job(qtbot, widget.runner).value.stats is stats
+
+
 def _small_cap(*args, **kwargs):
     from napari_unet._fov import visible_window
 
@@ -139,6 +159,9 @@ def test_existing_output_is_refused_unless_confirmed(make_napari_viewer, qtbot, 
     assert not widget.predict_to_file(out)
     assert asked == [[out]] and (out / "keep.txt").read_text() == "mine" and not widget.runner.running
     assert not widget.predict_to_file(tmp_path / "wrong.png")  # an unknown ending is refused
+    suggested = []
+    widget.choose_output = lambda path: suggested.append(path)  # the file dialog, cancelled
+    assert not widget.predict_to_file() and suggested[0].name == "small prediction.ome.zarr"
     widget.confirm_overwrite = lambda paths: True
     assert widget.predict_to_file(out)
     assert wait_job(qtbot, widget.runner).ok
