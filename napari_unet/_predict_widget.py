@@ -8,6 +8,13 @@ post-processes the kept probabilities again, without a new prediction. **Use as 
 merges the prediction into ``"<image> labels"`` (painted objects stay; predicted objects are
 added where nothing is painted) or replaces it (after asking when painted objects would be
 lost), as one undoable step (Ctrl+Z), closing the loop predict -> correct -> fine-tune.
+
+For huge (lazy: dask/zarr) images, **Predict visible field of view** segments only what the
+canvas shows (at most :data:`~napari_unet._fov.MAX_FOV_EDGE` pixels per side, with the
+network's halo read around it and the whole image's intensity statistics) into
+``"<image> fov probability"`` / ``"<image> fov prediction"`` placed over that window, and
+**Predict whole image to file...** runs the engine's block-wise prediction into an OME-Zarr
+(or zarr / TIFF) and opens its labels lazily (a multiscale Labels layer).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -41,6 +49,15 @@ from unet_core.config import PostprocessConfig, TrainConfig, field_choices
 from ._annotations import annotation_dtype, count_objects, merge_annotations, painted_objects_lost
 from ._config_form import ConfigForm
 from ._dock import fit_dock
+from ._fov import (
+    OUTPUT_SUFFIXES,
+    FovResult,
+    default_output,
+    fov_job,
+    to_file_job,
+    visible_window,
+    window_translate,
+)
 from ._jobs import JobOutcome, JobRunner, worker_threads
 from ._layers import (
     LABELS_SUFFIX,
@@ -58,6 +75,7 @@ from ._layers import (
     spatial_shape,
 )
 from ._model_source import CHECKPOINT_FILE, SESSION_PREFIX, ModelSourceChooser
+from ._project import ask_overwrite
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +89,9 @@ REPLACE = "replace"
 USE_MODES = {MERGE: "merge: keep painted objects, add predicted ones", REPLACE: "replace painted objects"}
 #: milliseconds without further edits of the post-processing options before they are re-applied
 REAPPLY_DELAY_MS = 400
+#: name endings of the field-of-view result layers (the whole-image ones stay untouched)
+FOV_PROBABILITY_SUFFIX = " fov probability"
+FOV_PREDICTION_SUFFIX = " fov prediction"
 
 
 @dataclass(frozen=True)
@@ -189,6 +210,7 @@ class PredictWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(post_box)
         layout.addLayout(buttons)
+        layout.addLayout(self._huge_image_buttons())
         layout.addWidget(self.use_button)
         layout.addWidget(self.use_mode_combo)
         layout.addWidget(self.status)
@@ -212,6 +234,9 @@ class PredictWidget(QWidget):
         #: the last result, whose probabilities are post-processed again when the options change
         self.last_result: PredictionResult | None = None
         self._reapply_pending = False
+        #: (level-0 data, model key, statistics) of the last field of view: sampled once per image
+        self._stats_cache: tuple[Any, Any, Any] | None = None
+        self._fov_capped = False
         fit_dock(self, guide="Predict")  # last: scroll, fold, wheel-safe
 
     def reset_choices(self, event=None) -> None:
@@ -294,8 +319,7 @@ class PredictWidget(QWidget):
         data, channel_axis = image_array(image)
         index = current_index(self.viewer, image) if self.scope_combo.currentText() == CURRENT else None
         self._source_name = image.name
-        self.predict_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self._busy()
         self.status.setText(f"Predicting '{image.name}'" + (f" slice {index}" if index is not None else "") + "...")
         self.runner.start(
             partial(
@@ -312,13 +336,22 @@ class PredictWidget(QWidget):
         self.runner.stop()
 
     def _on_finished(self, outcome: JobOutcome) -> None:
-        self.predict_button.setEnabled(True)
+        from unet_core.blockwise_output import FileSegmentation
+
+        for button in (self.predict_button, self.fov_button, self.file_button):
+            button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if outcome.stopped:
             self.status.setText("Prediction cancelled.")
             return
         if not outcome.ok or outcome.value is None:
             self.status.setText(f"Prediction failed: {outcome.error}")
+            return
+        if isinstance(outcome.value, FovResult):
+            self.show_fov(outcome.value)
+            return
+        if isinstance(outcome.value, FileSegmentation):
+            self.show_file_result(outcome.value)
             return
         self.last_result = outcome.value
         self.show_result(outcome.value.image_name or self._source_name, outcome.value)
@@ -371,6 +404,202 @@ class PredictWidget(QWidget):
         self._bring_into_view(pred)
         n = count_objects(result.labels)
         self.status.setText(f"'{pred_name}': {n} objects" + (f" in slice {result.index}" if result.index is not None else ""))
+
+    # -- huge (lazy) images: the field of view, the whole image to a file ------------------------
+    def _huge_image_buttons(self) -> QHBoxLayout:
+        """The row "Predict visible field of view" | "Predict whole image to file..."."""
+        self.fov_button = QPushButton("Predict visible field of view")
+        self.fov_button.setToolTip(
+            "Segment only what the canvas shows (up to 4096 x 4096 pixels), for huge lazy images"
+        )
+        self.file_button = QPushButton("Predict whole image to file...")
+        self.file_button.setToolTip(
+            "Block-wise prediction of the whole image into an OME-Zarr (.zarr/.tif), opened lazily"
+        )
+        self.fov_button.clicked.connect(lambda: self.predict_fov())
+        self.file_button.clicked.connect(lambda: self.predict_to_file())
+        row = QHBoxLayout()
+        row.addWidget(self.fov_button)
+        row.addWidget(self.file_button)
+        return row
+
+    def _busy(self) -> None:
+        for button in (self.predict_button, self.fov_button, self.file_button):
+            button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+    def _job_inputs(self) -> tuple[napari.layers.Image, Any, Path | None, PostprocessConfig, Any]:
+        """``(image layer, model, checkpoint, post-processing, level-0 data)``; InputError if unusable."""
+        from unet_core.errors import InputError
+
+        image = self.image_combo.layer
+        if image is None:
+            raise InputError("choose an image layer to segment")
+        model, checkpoint = self.model_source_value()
+        postprocess = self.post_form.value()
+        data = image.data[0] if getattr(image, "multiscale", False) else image.data
+        return image, model, checkpoint if model is None else None, postprocess, data
+
+    def fov_window(self, image: napari.layers.Image) -> tuple[tuple[int, ...], Any]:
+        """``(lead, window)``: the slice shown (leading axes) and the level-0 pixels the canvas
+        shows of ``image`` (:func:`~napari_unet._fov.visible_window`)."""
+        from unet_core.errors import InputError
+
+        from ._live_widget import camera
+
+        dims, nd = self.viewer.dims, image.ndim
+        if dims.ndisplay != 2 or tuple(dims.order[-2:]) != (dims.ndim - 2, dims.ndim - 1):
+            raise InputError("the field of view needs the 2D view of the image's last two axes (View > 2D)")
+        shape = tuple(int(n) for n in (image.data[0] if image.multiscale else image.data).shape)
+        spatial = shape[:-1] if image.rgb else shape
+        point = image.world_to_data(dims.point)
+        lead = tuple(int(np.clip(round(float(point[i])), 0, spatial[i] - 1)) for i in range(nd - 2))
+        canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9: (height, width)
+        size = tuple(int(v) for v in canvas.size) if canvas is not None else None
+        if size is None:  # an older napari without the canvas model: the whole image, capped
+            center = tuple(image.translate[-2:] + image.scale[-2:] * np.array(spatial[-2:]) / 2)
+            size, zoom = tuple(float(s) * n for s, n in zip(image.scale[-2:], spatial[-2:])), 1.0
+        else:
+            center, zoom = tuple(camera(self.viewer).center[-2:]), float(camera(self.viewer).zoom)
+        window = visible_window(center, zoom, size, tuple(image.scale[-2:]), tuple(image.translate[-2:]), spatial[-2:])
+        return lead, window
+
+    def predict_fov(self) -> bool:
+        """Segment the part of the chosen image that the canvas shows, in a worker.
+
+        Reads only that window (plus the network's halo) of a lazy image; normalised with the
+        whole image's statistics (sampled once per image and kept). False (and a notification)
+        when the input is unusable or a job runs.
+        """
+        from napari.utils.notifications import show_error
+
+        from unet_core.errors import InputError
+
+        if self.runner.running:
+            return False
+        try:
+            image, model, checkpoint, postprocess, data = self._job_inputs()
+            lead, window = self.fov_window(image)
+        except InputError as exc:
+            show_error(f"Field of view: {exc}")
+            return False
+        cached = self._stats_cache
+        key = self._model_key
+        stats = cached[2] if cached is not None and cached[0] is data and cached[1] == key else None
+        self._busy()
+        self._fov_capped = window.capped
+        (y0, x0), (y1, x1) = window.origin, window.stop
+        note = f" (cut to {y1 - y0} x {x1 - x0} around the centre)" if window.capped else ""
+        self.status.setText(f"Predicting the field of view of '{image.name}'{note}...")
+        self.runner.start(
+            partial(
+                fov_job, model, checkpoint, data, -1 if image.rgb else None, lead, window, postprocess,
+                self.device_combo.currentText(), self.tta_check.isChecked(), image.name, stats,
+            ),
+            torch_threads=worker_threads(),
+        )
+        return True
+
+    def show_fov(self, result: FovResult) -> None:
+        """Add or replace ``"<image> fov probability"`` and ``"<image> fov prediction"`` over the window."""
+        image = find_layer(self.viewer, result.image_name, napari.layers.Image)
+        if image is None:
+            return
+        data = image.data[0] if image.multiscale else image.data
+        self._stats_cache = (data, self._model_key, result.stats)
+        seg = result.segmentation
+        lead_shape = (1,) * len(result.lead)
+        geo = geometry(image)
+        geo["translate"] = window_translate(image.scale, image.translate, result.lead, result.origin)
+        name = result.image_name
+        self.viewer.layers.selection.clear()
+        for layer_name in (name + FOV_PROBABILITY_SUFFIX, name + FOV_PREDICTION_SUFFIX):
+            if (old := find_layer(self.viewer, layer_name)) is not None:
+                self.viewer.layers.remove(old)
+        self.viewer.add_image(
+            seg.foreground.reshape(lead_shape + seg.foreground.shape), name=name + FOV_PROBABILITY_SUFFIX,
+            colormap="viridis", opacity=0.5, blending="additive", contrast_limits=(0.0, 1.0), visible=False, **geo,
+        )
+        self.viewer.add_labels(
+            seg.labels.reshape(lead_shape + seg.labels.shape), name=name + FOV_PREDICTION_SUFFIX, opacity=0.6, **geo
+        )
+        h, w = seg.labels.shape
+        y, x = result.origin
+        cut = " (the view was cut to this size)" if self._fov_capped else ""
+        self.status.setText(
+            f"'{name + FOV_PREDICTION_SUFFIX}': {count_objects(seg.labels)} objects in the "
+            f"{h} x {w} window at ({y}, {x}){cut}"
+        )
+
+    def choose_output(self, suggested: Path) -> Path | None:
+        """Ask for the output path (tests monkeypatch this); None when cancelled."""
+        filters = "OME-Zarr (*.ome.zarr);;zarr array (*.zarr);;tiled TIFF (*.tif *.tiff)"
+        path, _ = QFileDialog.getSaveFileName(self, "Predict whole image to", str(suggested), filters)
+        return Path(path) if path else None
+
+    def confirm_overwrite(self, paths: list[Path]) -> bool:
+        """Ask before replacing existing files (tests monkeypatch this)."""
+        return ask_overwrite(self, paths)
+
+    def predict_to_file(self, output: str | Path | None = None) -> bool:
+        """Segment the whole chosen image block by block into a file, then open its labels lazily.
+
+        Parameters
+        ----------
+        output : path, optional
+            ``.ome.zarr`` (default ending), ``.zarr`` or ``.tif``; None: ask
+            (:meth:`choose_output`). An existing path is replaced only after
+            :meth:`confirm_overwrite`.
+        """
+        from napari.utils.notifications import show_error
+
+        from unet_core.errors import InputError
+
+        if self.runner.running:
+            return False
+        try:
+            image, model, checkpoint, postprocess, data = self._job_inputs()
+            if output is None:
+                output = self.choose_output(default_output(image.metadata.get("source"), image.name))
+                if output is None:
+                    return False
+            output = Path(output)
+            if not str(output).lower().endswith(OUTPUT_SUFFIXES):
+                raise InputError(f"{output.name}: give a name ending in {', '.join(OUTPUT_SUFFIXES)}")
+        except InputError as exc:
+            show_error(f"Predict to file: {exc}")
+            return False
+        if output.exists() and not self.confirm_overwrite([output]):
+            self.status.setText(f"{output} kept unchanged.")
+            return False
+        from ._pixel_size import layer_pixel_size
+
+        sizes, unit = layer_pixel_size(image)
+        self._busy()
+        self._source_name = image.name
+        self.status.setText(f"Predicting '{image.name}' block by block into {output.name}...")
+        self.runner.start(
+            partial(
+                to_file_job, model, checkpoint, data, -1 if image.rgb else None, output, postprocess,
+                self.device_combo.currentText(), self.tta_check.isChecked(), sizes, unit, worker_threads(),
+            ),
+            torch_threads=worker_threads(),
+        )
+        return True
+
+    def show_file_result(self, result: Any) -> napari.layers.Labels | None:
+        """Open the written labels lazily over the image (a multiscale layer for an OME-Zarr)."""
+        from ._fov import open_labels_levels
+
+        image = find_layer(self.viewer, self._source_name or "", napari.layers.Image)
+        levels, kwargs = open_labels_levels(result.path)
+        name = result.path.name
+        if (old := find_layer(self.viewer, name)) is not None:
+            self.viewer.layers.remove(old)
+        geo = geometry(image) if image is not None else {}
+        layer = self.viewer.add_labels(levels, name=name, opacity=0.6, **kwargs, **geo)
+        self.status.setText(f"Wrote {result.path}: {result.n_objects} objects; opened as '{name}'.")
+        return layer
 
     def _bring_into_view(self, layer) -> None:
         """Show ``layer`` on top when it was hidden (e.g. by "Use as annotations"), so that a

@@ -39,7 +39,7 @@ import numpy as np
 
 from .config import NormalizationConfig
 from .errors import InputError
-from .progress import Progress
+from .progress import Progress, run_to_end
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,16 @@ def worker_forward(
             _MODELS[key] = (net, fwd, stack)
         net, fwd, _ = _MODELS[key]
     return net, fwd
+
+
+def release_worker_forward(model: Any) -> None:
+    """Forget this process's cached forward of ``model`` (a path or a network object), e.g.
+    after a job in a long-lived process (napari), so that a network trained further or a
+    checkpoint saved again is prepared afresh next time and the memory is freed."""
+    name = os.fspath(model) if isinstance(model, str | os.PathLike) else id(model)
+    with _MODELS_LOCK:
+        for key in [k for k in _MODELS if k[0] == name]:
+            _MODELS.pop(key)[2].close()
 
 
 def _model_info(model: Any) -> Any:
@@ -249,27 +259,40 @@ def predict_block(
         ``device``, ``batch_size``, ``tile_shape`` (the plan's wished output tile), ``tta``,
         ``amp``.
     """
-    from .normalization import apply_normalization
-    from .tiling import NumpyMerger, plan_tiles
-
     if stop is not None and stop.is_set():
         raise InterruptedError("block-wise prediction stopped")
     net, fwd = worker_forward(model, options["device"], options["tta"], options["amp"])
-    window = _take(region, index)
-    plan = plan_tiles(net, out_shape, options["tile_shape"])
+    return run_to_end(_iter_block(
+        net, fwd, _take(region, index), out_shape, options["tile_shape"], options["batch_size"], offset, scale
+    ))
+
+
+def _iter_block(
+    net: Any, fwd: Any, window: np.ndarray, out_shape: tuple[int, ...], tile_shape: Sequence[int],
+    batch_size: int, offset: Sequence[float], scale: Sequence[float],
+) -> Generator[Progress, None, np.ndarray]:
+    """Probabilities ``(K, [Z,] *out_shape)`` of a block's input ``window`` (``(C, [Z,] ...)``,
+    the region :func:`_block_plan` names), yielding one record per batch of tiles."""
+    from .normalization import apply_normalization
+    from .tiling import NumpyMerger, plan_tiles
+
+    plan = plan_tiles(net, out_shape, tile_shape)
     lo, sc = np.asarray(offset), np.asarray(scale)
     shift = tuple(-min(t[j] for t in plan.tiles) for j in range(len(out_shape)))
     stack = window[:, None] if window.ndim == len(out_shape) + 1 else window
     out = np.empty((net.config.n_classes, stack.shape[1], *out_shape), np.float32)
+    total, done = stack.shape[1] * len(plan), 0
     for z in range(stack.shape[1]):
         merger = NumpyMerger((net.config.n_classes, *out_shape), plan.window, out=out[:, z])
-        for i in range(0, len(plan), options["batch_size"]):
-            batch = plan.tiles[i : i + options["batch_size"]]
+        for i in range(0, len(plan), batch_size):
+            batch = plan.tiles[i : i + batch_size]
             x = np.stack([
                 apply_normalization(_crop(stack[:, z], t, shift, plan.in_shape), lo, sc) for t in batch
             ])
             for origin, p in zip(batch, fwd(x)):
                 merger.add(p, plan.output_origin(origin))
+            done += len(batch)
+            yield Progress("predict", done, total, f"{done}/{total} tiles")
         merger.result()
     return out if window.ndim > len(out_shape) + 1 else out[:, 0]
 
@@ -284,6 +307,122 @@ def _background_block(n_classes: int, shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros((n_classes, *shape), np.float32)
     out[0] = 1.0
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one window, in memory (a field of view of a huge image)
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """What :func:`iter_predict_window` returns.
+
+    Attributes
+    ----------
+    origin : tuple of int
+        ``(y, x)`` of the window's first pixel in the image (the asked origin rounded down to
+        the network's ``size_multiple``).
+    probabilities : ndarray of float32, shape (K, h, w)
+        Class probabilities of the window ``image[y:y + h, x:x + w]``.
+    """
+
+    origin: tuple[int, int]
+    probabilities: np.ndarray
+
+
+def aligned_window(
+    model: Any, origin: Sequence[int], stop: Sequence[int], image_shape: Sequence[int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(origin, shape)`` of the window ``[origin, stop)`` clipped to ``image_shape`` (Y, X),
+    its origin rounded down to the net's ``size_multiple`` (the block grid of the whole image).
+
+    Raises
+    ------
+    InputError
+        The window lies outside the image.
+    """
+    m = int(model.size_multiple)
+    o = [min(max(0, int(a)), int(n)) // m * m for a, n in zip(origin, image_shape)]
+    e = [min(max(0, int(b)), int(n)) for b, n in zip(stop, image_shape)]
+    if any(b <= a for a, b in zip(o, e)):
+        raise InputError(
+            f"the window {tuple(origin)}..{tuple(stop)} lies outside the image of shape "
+            f"{tuple(image_shape)}; pan the view onto the image"
+        )
+    return (o[0], o[1]), (e[0] - o[0], e[1] - o[1])
+
+
+def iter_predict_window(
+    model: Any,
+    data: Any,
+    origin: Sequence[int],
+    stop: Sequence[int],
+    *,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    tile_shape: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    tta: int = 0,
+    amp: str | None = None,
+) -> Generator[Progress, None, WindowPrediction]:
+    """Probabilities of the window ``[origin, stop)`` of a ``(C, Y, X)`` (lazy) image.
+
+    Reads only the window and the halo the network needs, mirrored only past the image's
+    edges (:func:`read_with_halo`), normalises it with the **whole image's** statistics and
+    predicts it with the block code of :func:`blockwise_probabilities`: the result equals the
+    same region of whole-image (block-wise or in-memory, with the same statistics) prediction
+    to float rounding for a 'valid' net.
+
+    Parameters
+    ----------
+    model : SegmentationNet
+        A 2D network.
+    data : dask array or ndarray, shape (C, Y, X)
+        See :func:`as_channel_first`.
+    origin, stop : (int, int)
+        The wished window (clipped, origin aligned: :func:`aligned_window`).
+    stats : (offset, scale), optional
+        Normalisation statistics; default :func:`sampled_normalization_stats` of ``data``.
+    tile_shape, batch_size : int, optional
+        Output tile edge and tiles per pass; default from the memory budget, as in memory.
+    device, tta, amp
+        As :func:`~unet_core.tiling.iter_predict_tiled`.
+
+    Yields
+    ------
+    Progress
+        ``stage='predict'``, one record per batch of tiles; closing the generator stops it.
+    """
+    from .device import resolve_device
+    from .tiling import plan_tiles, prepared_forward
+    from .tiling.memory import choose_batch_size, choose_tile_shape
+
+    net = getattr(model, "model", model)
+    cfg = net.config
+    if cfg.spatial_dims != 2 or data.ndim != 3 or data.shape[0] != cfg.in_channels:
+        raise InputError(
+            f"a window takes a 2D net and a (C, Y, X) image with the net's {cfg.in_channels} "
+            f"channel(s); got a {cfg.spatial_dims}D net and shape {tuple(data.shape)}"
+        )
+    start, shape = aligned_window(net, origin, stop, data.shape[1:])
+    if stats is None:
+        stats = sampled_normalization_stats(data, cfg.normalization)
+    dev = resolve_device(device)
+    tile = (tile_shape,) * 2 if tile_shape else choose_tile_shape(net, shape, dev)
+    first, in_shape = _block_plan(net, shape, tile)
+    region, index = read_with_halo(data, (slice(None),), tuple(a + f for a, f in zip(start, first)), in_shape)
+    window = _take(np.asarray(region), index)
+    with prepared_forward(net, dev, tta=tta, amp=amp) as fwd:
+        batch = batch_size or choose_batch_size(net, plan_tiles(net, shape, tile), dev)
+        probs = yield from _iter_block(net, fwd, window, shape, tile, batch, *stats)
+    return WindowPrediction(start, probs)
+
+
+def predict_window(
+    model: Any, data: Any, origin: Sequence[int], stop: Sequence[int], **options: Any
+) -> WindowPrediction:
+    """:func:`iter_predict_window` run to the end (same parameters)."""
+    return run_to_end(iter_predict_window(model, data, origin, stop, **options))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,15 +108,8 @@ def _label_axes(image, ndim: int) -> tuple[str, tuple[float, ...] | None]:
 
 
 def _write(path: Path, array, image, data, axes: str, sizes, overwrite: bool) -> None:
-    from ..lazy_io import kind_of, write_ome_zarr, write_tiled_tiff, write_zarr
+    from ..blockwise_output import write_result
 
-    kind = kind_of(path)
-    if kind == "ome-zarr":
-        base = data[0] if data is not None and data.shape[0] == 1 else None
-        write_ome_zarr(path, array, image=base, axes=axes, pixel_size=sizes, unit=image.unit if image else None,
-                       overwrite=overwrite)
-    elif kind == "zarr":
-        write_zarr(path, array, axes=axes, overwrite=overwrite)
-    else:
-        write_tiled_tiff(path, array, axes=axes, pixel_size=sizes, unit=image.unit if image else None,
-                         overwrite=overwrite)
+    base = data[0] if data is not None and data.shape[0] == 1 else None
+    write_result(path, array, axes=axes, pixel_size=sizes, unit=image.unit if image else None, image=base,
+                 overwrite=overwrite)
