@@ -238,3 +238,30 @@ def test_tiled_bigtiff_is_written_block_by_block(tmp_path):
         assert tif.is_bigtiff and tif.pages[0].is_tiled
     lazy = open_lazy(tmp_path / "x.tif")
     np.testing.assert_array_equal(np.asarray(lazy.data[100:400, 7:300]), data[100:400, 7:300])
+
+
+def test_ome_zarr_pyramid_levels_are_halvings_of_the_stored_level(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    from unet_core.lazy_io import write_ome_zarr
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 9, (1101, 1030)).astype(np.uint32)
+    image = rng.integers(0, 255, (1101, 1030)).astype(np.uint8)
+    out = tmp_path / "o.ome.zarr"
+    write_ome_zarr(out, da.from_array(labels, chunks=300), image=da.from_array(image, chunks=257),
+                   axes="YX", pixel_size=(0.5, 0.25), unit="um")
+    g = zarr.open_group(out, mode="r")
+    lab1, img1 = g["labels/labels/s1"][:], g["s1"][:]
+    assert lab1.shape == img1.shape == (550, 515)  # the odd row dropped
+    np.testing.assert_array_equal(lab1, labels[:1100:2, ::2])
+    mean = image[:1100].reshape(550, 2, 515, 2).mean(axis=(1, 3))
+    np.testing.assert_array_equal(img1, np.round(mean).astype(np.uint8))
+    np.testing.assert_array_equal(g["labels/labels/s2"][:], labels[:1100:4, :1028:4])
+    ds = g.attrs.asdict()["ome"]["multiscales"][0]["datasets"]
+    assert [d["path"] for d in ds] == ["s0", "s1", "s2"]
+    assert ds[1]["coordinateTransformations"] == [
+        {"type": "scale", "scale": [1.0, 0.5]}, {"type": "translation", "translation": [0.25, 0.125]}]
+    nodes = [n for n in Reader(parse_url(out))() if n.data]
+    assert [len(n.data) for n in nodes] == [3, 3]  # the image's and the labels' pyramids
