@@ -125,24 +125,31 @@ def _fraction_identical(ref: np.ndarray, got: np.ndarray) -> tuple[float, int]:
     return ok / n, n
 
 
-def _label(fg, block, per_slice, tmp_path):
+def _label(fg, block, per_slice, tmp_path, stored=False):
+    """Block-wise labels of ``fg`` given as a dask array, or (``stored``) as a zarr array that
+    each block's task reads itself."""
     from unet_core.blockwise_labels import iter_label_blockwise
     from unet_core.config import PostprocessConfig
     from unet_core.progress import run_to_end
 
     store = zarr.open_array(tmp_path / "l.zarr", mode="w", shape=fg.shape, chunks=block, dtype=np.uint32)
+    source = da.from_array(fg, chunks=block)
+    if stored:
+        source = zarr.open_array(tmp_path / "fg.zarr", mode="w", shape=fg.shape, chunks=block, dtype=fg.dtype)
+        source[...] = fg
     lab, n = run_to_end(iter_label_blockwise(
-        da.from_array(fg, chunks=block), PostprocessConfig(), store, halo=24, per_slice=per_slice, workers=2
+        source, PostprocessConfig(), store, halo=24, per_slice=per_slice, workers=2
     ))
     return lab.compute(), n
 
 
-def test_blockwise_labels_match_in_memory_2d(tmp_path):
+@pytest.mark.parametrize("stored", [False, True], ids=["dask", "zarr"])
+def test_blockwise_labels_match_in_memory_2d(tmp_path, stored):
     from unet_core.postprocess import probabilities_to_instances
 
     fg = _discs((768, 768), 700, 4, 13, seed=1)
     ref = probabilities_to_instances(np.stack([1 - fg, fg]))
-    got, n = _label(fg, (96, 96), True, tmp_path)
+    got, n = _label(fg, (96, 96), True, tmp_path, stored)
     crossing = sum(  # objects that cross a block face
         1 for sl in __import__("scipy.ndimage", fromlist=["x"]).find_objects(ref)
         if sl and any(s.start // 96 != (s.stop - 1) // 96 for s in sl)
@@ -159,7 +166,7 @@ def test_blockwise_labels_match_in_memory_3d(tmp_path):
 
     fg = _discs((48, 96, 96), 90, 3, 8, seed=2)
     ref = instances_from_foreground(fg > 0.5, True, 10, 4)
-    got, n = _label(fg, (24, 48, 48), False, tmp_path)
+    got, n = _label(fg, (24, 48, 48), False, tmp_path, stored=True)
     assert _fraction_identical(ref, got)[0] >= 0.995 and _fraction_identical(got, ref)[0] >= 0.995
 
 

@@ -261,10 +261,14 @@ def predict_block(
     """
     if stop is not None and stop.is_set():
         raise InterruptedError("block-wise prediction stopped")
+    from .memory import release_freed_memory
+
     net, fwd = worker_forward(model, options["device"], options["tta"], options["amp"])
-    return run_to_end(_iter_block(
+    probs = run_to_end(_iter_block(
         net, fwd, _take(region, index), out_shape, options["tile_shape"], options["batch_size"], offset, scale
     ))
+    release_freed_memory()
+    return probs
 
 
 def _iter_block(
@@ -708,7 +712,7 @@ def iter_segment_blockwise(
         chunks=fg.chunksize, dtype=np.uint32,
     )
     labels, n = yield from iter_label_blockwise(
-        foreground, postprocess, store, halo=config.halo, per_slice=True, workers=config.workers,
+        zarr.open_array(fg_path, mode="r"), postprocess, store, halo=config.halo, per_slice=True, workers=config.workers,
         client=client, stop=stop,
     )
     return BlockwiseSegmentation(labels, foreground, n)

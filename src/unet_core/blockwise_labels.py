@@ -45,8 +45,8 @@ def block_instances(
 
     Parameters
     ----------
-    ext : ndarray of float32, shape ``([Z,] *ext_spatial)``
-        Foreground probability of the block and its halo.
+    ext : ndarray of float32, shape ``([Z,] *ext_spatial)``, or (zarr array, tuple of slice)
+        Foreground probability of the block and its halo, or where to read it.
     core : tuple of slice
         The block inside ``ext``.
     per_slice : bool
@@ -65,15 +65,23 @@ def block_instances(
     """
     from skimage.segmentation import relabel_sequential
 
+    from .memory import release_freed_memory
     from .postprocess import foreground_to_instances
 
+    if isinstance(ext, tuple):  # (zarr array, region): read here, so no task holds another's input
+        source, region = ext
+        ext = np.asarray(source[region])
     labels = foreground_to_instances(ext > postprocess.threshold, postprocess, per_slice=per_slice)
+    del ext
     own = labels[core]
     local, forward, _ = relabel_sequential(own)
     kept = np.zeros(int(labels.max(initial=0)) + 1, np.uint32)
     kept[forward.in_values] = forward.out_values
     store[where] = local.astype(np.uint32)
-    return int(local.max(initial=0)), _faces(labels, core, kept, per_slice)
+    faces = _faces(labels, core, kept, per_slice)
+    del labels, own, local
+    release_freed_memory()
+    return int(kept.max(initial=0)), faces
 
 
 def _faces(labels: np.ndarray, core: tuple[slice, ...], kept: np.ndarray, per_slice: bool) -> dict:
@@ -144,8 +152,10 @@ def iter_label_blockwise(
 
     Parameters
     ----------
-    foreground : dask array of float32, shape ``(Y, X)`` or ``(Z, Y, X)``
-        ``1 - P(background)``; its chunks are the blocks.
+    foreground : dask or zarr array of float32, shape ``(Y, X)`` or ``(Z, Y, X)``
+        ``1 - P(background)``; its chunks are the blocks. A zarr array is read by each block's
+        task itself (its region with the halo), so the tasks share no inputs and the scheduler
+        holds no block beyond the running ones.
     postprocess : PostprocessConfig
     store : zarr array of uint32, the shape of ``foreground``, chunks = its blocks
         Receives the local labels (pass 1); the returned array reads it.
@@ -166,10 +176,12 @@ def iter_label_blockwise(
     """
     import dask
     import dask.array as da
+    from dask.array.core import normalize_chunks
 
     from .blockwise import iter_compute
 
-    chunks = foreground.chunks
+    chunks = normalize_chunks(foreground.chunks, foreground.shape)
+    direct = not hasattr(foreground, "dask")  # a zarr array: each task reads its own region
     grid = list(itertools.product(*(range(len(c)) for c in chunks)))
     bounds = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
     spatial_from = 1 if per_slice and foreground.ndim == 3 else 0
@@ -179,7 +191,8 @@ def iter_label_blockwise(
         pad = [0 if ax < spatial_from else halo for ax in range(foreground.ndim)]
         ext = tuple(slice(max(0, w.start - p), min(n, w.stop + p)) for w, p, n in zip(where, pad, foreground.shape))
         core = tuple(slice(w.start - e.start, w.stop - e.start) for w, e in zip(where, ext))
-        tasks.append(dask.delayed(block_instances)(foreground[ext], core, postprocess, per_slice, store, where))
+        source = (foreground, ext) if direct else foreground[ext]
+        tasks.append(dask.delayed(block_instances, pure=False)(source, core, postprocess, per_slice, store, where))
     results = yield from iter_compute(tasks, stage="postprocess", workers=workers, client=client, stop=stop)
     counts = np.array([n for n, _ in results], np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
