@@ -78,7 +78,8 @@ def block_instances(
     kept = np.zeros(int(labels.max(initial=0)) + 1, np.uint32)
     kept[forward.in_values] = forward.out_values
     store[where] = local.astype(np.uint32)
-    faces = _faces(labels, core, kept, per_slice)
+    faces = _faces(labels, core, kept.astype(np.min_scalar_type(len(kept))), per_slice)  # the
+    # faces of every block stay in the scheduler until the merge: smallest integer type
     del labels, own, local
     release_freed_memory()
     return int(kept.max(initial=0)), faces
