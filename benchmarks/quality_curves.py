@@ -29,6 +29,7 @@ the post-processing fitted at the end of training: scored from the scratch run, 
 own), ``n2v`` (self-supervised weight 1), ``three`` (three-class target, interior seeds),
 ``all`` (n2v + three + fitted post-processing), ``ft-nuclei`` / ``ft-membranes`` (fine-tune the
 built-in model, fitted post-processing), ``ft-nuclei+n2v`` / ``ft-membranes+n2v``,
+``ft-nuclei-lr1e-4`` / ``ft-membranes-lr1e-4`` (fine-tuning at learning rate 1e-4),
 ``zero-nuclei`` / ``zero-membranes`` (built-in model, no training, its own post-processing) and
 ``rf`` (random-forest pixel classifier of ``benchmarks/train_quality.py`` on the same annotated
 pixels, default post-processing; its budget is what it took).
@@ -59,6 +60,8 @@ TRAINED = {
     "ft-membranes": {"init_from": "membranes"},
     "ft-nuclei+n2v": {"init_from": "nuclei", "self_supervised": 1.0},
     "ft-membranes+n2v": {"init_from": "membranes", "self_supervised": 1.0},
+    "ft-nuclei-lr1e-4": {"init_from": "nuclei", "learning_rate": 1e-4},
+    "ft-membranes-lr1e-4": {"init_from": "membranes", "learning_rate": 1e-4},
 }
 #: configs scored with the default post-processing (today's); the others use the fitted one
 DEFAULT_POSTPROCESS = {"scratch", "n2v", "three"}

@@ -698,7 +698,9 @@ def iter_segment_blockwise(
     import zarr
 
     from .blockwise_labels import iter_label_blockwise
+    from .memory import release_freed_memory
 
+    release_freed_memory()  # fixes the allocator's mmap threshold before the first block
     stop = threading.Event() if client is None else None  # an Event does not travel to a cluster
     probs = blockwise_probabilities(model, data, config, tile_shape=tile_shape, mask=mask, stop=stop)
     fg = (1.0 - probs[0]).astype(np.float32)
