@@ -34,7 +34,7 @@ def stage_seconds(model: str, scan: Path, workers: int) -> dict[str, float]:
     data = as_channel_first(img.data, img.axes, None, 2)
     first: dict[str, float] = {}
     last: dict[str, float] = {}
-    post = postprocess_for(model) if not model.endswith(".pt") else PostprocessConfig()
+    post = postprocess_for(model) if "builtin" in Path(model).parts else PostprocessConfig()
     with tempfile.TemporaryDirectory() as work:
         t0 = time.perf_counter()
         gen = iter_segment_blockwise(model, data, post, work, BlockwiseConfig(block_size=1024, workers=workers, device="cpu"))
@@ -64,7 +64,9 @@ def main() -> None:
     print("| model | image | workers | set-up s | network pass s | post-processing s | end to end / network |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
-        model = name
+        from unet_core.builtin_models import resolve_model_source
+
+        model = str(args.dir / "tiny.pt") if name == "tiny" else str(resolve_model_source(name))
         if name == "tiny":
             model = str(args.dir / "tiny.pt")
             if not Path(model).exists():
