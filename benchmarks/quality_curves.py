@@ -30,7 +30,8 @@ own), ``n2v`` (self-supervised weight 1), ``three`` (three-class target, interio
 ``all`` (n2v + three + fitted post-processing), ``ft-nuclei`` / ``ft-membranes`` (fine-tune the
 built-in model, fitted post-processing), ``ft-nuclei+n2v`` / ``ft-membranes+n2v``,
 ``ft-nuclei-lr1e-4`` / ``ft-membranes-lr1e-4`` (fine-tuning at learning rate 1e-4),
-``zero-nuclei`` / ``zero-membranes`` (built-in model, no training, its own post-processing) and
+``ft-*-best`` (the best-validated weights of an ``ft-*`` run, ``NAME.best.pt``, scored from
+the same run), ``zero-nuclei`` / ``zero-membranes`` (built-in model, no training, its own post-processing) and
 ``rf`` (random-forest pixel classifier of ``benchmarks/train_quality.py`` on the same annotated
 pixels, default post-processing; its budget is what it took).
 """
@@ -130,16 +131,18 @@ def predict_all(model, images: list[np.ndarray]) -> list[np.ndarray]:
 
 
 # -------------------------------------------------------------------------------------- tasks
-def train_run(config: str, budget: float, image, painted, mask, seed: int) -> tuple[object, object, dict]:
+def train_run(config: str, budget: float, image, painted, mask, seed: int) -> tuple[object, object, dict, object]:
     """Train ``config`` for ``budget`` CPU seconds; the model, its fitted post-processing (from
-    the checkpoint's ``meta``) and the run's numbers."""
+    the checkpoint's ``meta``), the run's numbers and the best-validated model (``NAME.best.pt``;
+    None when there is none)."""
     import tempfile
 
+    from unet_core.checkpoint import load_checkpoint
     from unet_core.config import TrainConfig
     from unet_core.pipeline import postprocess_for
     from unet_core.progress import run_to_end
     from unet_core.training.data import TrainingPair
-    from unet_core.training.trainer import train
+    from unet_core.training.trainer import best_path, train
 
     options = dict(TRAINED[config])
     init_from = options.pop("init_from", None)
@@ -153,8 +156,9 @@ def train_run(config: str, budget: float, image, painted, mask, seed: int) -> tu
         result = run_to_end(train([TrainingPair(image, painted, mask, name="train")], cfg,
                                   init_from=init_from, output=out))
         fitted = postprocess_for(out)
+        best = load_checkpoint(best_path(out)).model if best_path(out).exists() else None
     info = {"steps": result.steps, "train_cpu_s": round(time.process_time() - c0, 1)}
-    return result.model, fitted, info
+    return result.model, fitted, info, best
 
 
 def random_forest(image, painted, mask, tests: list[np.ndarray], seed: int) -> tuple[list, dict]:
@@ -200,7 +204,7 @@ def run_task(ds: str, sc: str, config: str, budget: float, seed: int) -> list[di
         probs = predict_all(ckpt.model, tests)
         return [{**base, "config": config, **scores(probs, truths, postprocess_for(ckpt)),
                  "postprocess": str(postprocess_for(ckpt))}]
-    model, fitted, info = train_run(config, budget, image, painted, mask, seed)
+    model, fitted, info, best = train_run(config, budget, image, painted, mask, seed)
     probs = predict_all(model, tests)
     rows = []
     if config in DEFAULT_POSTPROCESS:
@@ -211,6 +215,9 @@ def run_task(ds: str, sc: str, config: str, budget: float, seed: int) -> list[di
         name = "tuned" if config == "scratch" else config
         rows.append({**base, "config": name, **info, **scores(probs, truths, fitted),
                      "postprocess": str(fitted)})
+    if config.startswith("ft-") and best is not None:  # the best-validated weights instead
+        rows.append({**base, "config": config + "-best", **info,
+                     **scores(predict_all(best, tests), truths, fitted), "postprocess": str(fitted)})
     return rows
 
 
