@@ -162,11 +162,11 @@ def instances_from_foreground(fg: np.ndarray, split: bool, min_size: int, min_di
         return np.zeros(fg.shape, np.uint32)
     labels, _ = ndi.label(fg)
     if split:
-        from skimage.feature import peak_local_max
+        from .local_maxima import label_peaks
 
         dist = ndi.distance_transform_edt(fg)
         dist = ndi.gaussian_filter(dist, 1.0)
-        peaks = peak_local_max(dist, min_distance=min_distance, labels=labels, exclude_border=False)
+        peaks = label_peaks(dist, labels, min_distance)
         markers = np.zeros(fg.shape, np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
         # components without a peak keep one seed so that no object is lost
@@ -231,9 +231,10 @@ def _instances_3d(fg: np.ndarray, config: PostprocessConfig, rel: tuple[float, .
     """Labels of a 3D foreground mask (see :func:`volume_to_instances`); ``rel`` = voxel size in
     y/x pixels."""
     from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
     from skimage.morphology import remove_small_objects
     from skimage.segmentation import relabel_sequential, watershed
+
+    from .local_maxima import label_peaks
 
     if not fg.any():
         return np.zeros(fg.shape, np.uint32)
@@ -242,8 +243,7 @@ def _instances_3d(fg: np.ndarray, config: PostprocessConfig, rel: tuple[float, .
         dist = ndi.distance_transform_edt(fg, sampling=rel)
         dist = ndi.gaussian_filter(dist, tuple(1.0 / r for r in rel))
         half = tuple(max(1, int(round(config.min_distance / r))) for r in rel)
-        footprint = np.ones(tuple(2 * h + 1 for h in half), bool)
-        peaks = peak_local_max(dist, footprint=footprint, labels=labels, exclude_border=False)
+        peaks = label_peaks(dist, labels, 1, tuple(2 * h + 1 for h in half))
         markers = np.zeros(fg.shape, np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
         missing = np.setdiff1d(np.unique(labels[fg]), np.unique(labels[tuple(peaks.T)]))
