@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 
+from unet_core import local_maxima
 from unet_core.local_maxima import MIN_LABELS_FOR_IMAGE_PASS, label_peaks
 
 
@@ -27,7 +28,9 @@ def _reference(image, labels, min_distance, footprint_shape=None):
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("min_distance", [1, 2, 4, 13])
 @pytest.mark.parametrize("plateaus", [False, True])
-def test_many_small_objects_2d(seed, min_distance, plateaus):
+@pytest.mark.parametrize("band_rows", [17, 512])
+def test_many_small_objects_2d(seed, min_distance, plateaus, band_rows, monkeypatch):
+    monkeypatch.setattr(local_maxima, "BAND_ROWS", band_rows)  # 17: many bands, halos crossing objects
     fg = _blobs((300, 280), sigma=2.0, level=0.1 + 0.05 * seed, seed=seed)
     fg[0, :7] = True  # objects touching the image edge
     fg[-1, -1] = True  # a single pixel in the corner
@@ -51,7 +54,8 @@ def test_large_objects_with_many_peaks(min_distance):
 
 
 @pytest.mark.parametrize("footprint_shape", [None, (3, 9, 9)])
-def test_volume(footprint_shape):
+def test_volume(footprint_shape, monkeypatch):
+    monkeypatch.setattr(local_maxima, "BAND_ROWS", 5)
     fg = _blobs((24, 64, 64), sigma=1.2, level=0.25, seed=2)
     labels, n = ndi.label(fg)
     assert n >= MIN_LABELS_FOR_IMAGE_PASS

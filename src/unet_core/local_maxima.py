@@ -24,6 +24,10 @@ import numpy as np
 #: benchmarks/bench_peaks.py), so it is used directly
 MIN_LABELS_FOR_IMAGE_PASS = 100
 
+#: the whole-image filters run over bands of this many rows (first axis) plus the window's halo, so
+#: that their temporaries stay small however large the image (the in-memory path labels whole images)
+BAND_ROWS = 512
+
 
 def label_peaks(
     image: np.ndarray,
@@ -61,12 +65,10 @@ def label_peaks(
             image, min_distance=min_distance, footprint=np.ones(size, bool), labels=labels, exclude_border=False
         )
     threshold = image.min()
-    lowest = _lowest(image.dtype)
-    fg = labels > 0
-    window_max = ndi.maximum_filter(np.where(fg, image, lowest), size=size, mode="nearest")
-    is_max = fg & (image == window_max)
-    special = _crowded_labels(labels, fg, size, n)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    is_max, crowded, sizes = _pixel_tests(image, labels, size, n)
+    special = np.zeros(n + 1, bool)
+    special[labels[crowded]] = True  # another object inside the window of one of its pixels
+    del crowded
     special |= np.bincount(labels[is_max], minlength=n + 1) == sizes  # every pixel a maximum
     special[0] = False
     per_label = _isolated_peaks(image, labels, is_max & (image > threshold) & ~special[labels], min_distance)
@@ -86,15 +88,36 @@ def _lowest(dtype: np.dtype):
     return np.finfo(dtype).min if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
 
 
-def _crowded_labels(labels: np.ndarray, fg: np.ndarray, size: tuple[int, ...], n: int) -> np.ndarray:
-    """bool (n + 1,): labels with a pixel of another label inside the window of one of their pixels."""
+def _pixel_tests(
+    image: np.ndarray, labels: np.ndarray, size: tuple[int, ...], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel tests and object sizes, computed band by band (:data:`BAND_ROWS`).
+
+    Returns ``is_max`` (bool, image shape: object pixels equal to the maximum of the object pixels
+    in their window, other objects not masked), ``crowded`` (bool, image shape: object pixels with
+    a pixel of another object in their window) and ``sizes`` (int, ``(n + 1,)``: pixels per label).
+    """
     from scipy import ndimage as ndi
 
-    top = ndi.maximum_filter(labels, size=size, mode="nearest")
-    bottom = ndi.minimum_filter(np.where(fg, labels, np.iinfo(labels.dtype).max), size=size, mode="nearest")
-    crowded = np.zeros(n + 1, bool)
-    crowded[labels[fg & ((top != labels) | (bottom != labels))]] = True
-    return crowded
+    lowest, highest = _lowest(image.dtype), np.iinfo(labels.dtype).max
+    is_max = np.empty(image.shape, bool)
+    crowded = np.empty(image.shape, bool)
+    sizes = np.zeros(n + 1, np.intp)
+    halo, rows = size[0] // 2, image.shape[0]
+    for start in range(0, rows, BAND_ROWS):
+        stop = min(start + BAND_ROWS, rows)
+        lo, hi = max(0, start - halo), min(rows, stop + halo)
+        core = slice(start - lo, stop - lo)  # the band's own rows; the halo only feeds the filters
+        img, lab = image[lo:hi], labels[lo:hi]
+        fg = lab > 0
+        window_max = ndi.maximum_filter(np.where(fg, img, lowest), size=size, mode="nearest")[core]
+        is_max[start:stop] = fg[core] & (img[core] == window_max)
+        del window_max
+        other = ndi.maximum_filter(lab, size=size, mode="nearest")[core] != lab[core]
+        other |= ndi.minimum_filter(np.where(fg, lab, highest), size=size, mode="nearest")[core] != lab[core]
+        crowded[start:stop] = fg[core] & other
+        sizes += np.bincount(lab[core].ravel(), minlength=n + 1)
+    return is_max, crowded, sizes
 
 
 def _isolated_peaks(image: np.ndarray, labels: np.ndarray, peaks: np.ndarray, min_distance: int) -> dict:
