@@ -129,7 +129,7 @@ def _isolated_peaks(image: np.ndarray, labels: np.ndarray, peaks: np.ndarray, mi
     owner = labels[peaks]
     order = np.lexsort((np.arange(len(coords)), -image[peaks], owner))
     coords, owner = coords[order], owner[order]
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.empty(0, int)
+    starts = np.flatnonzero(np.diff(owner, prepend=0))  # labels are >= 1, so the first one starts a run
     ends = np.r_[starts[1:], len(owner)]
     return {int(owner[a]): _spaced(coords[a:b], min_distance) for a, b in zip(starts, ends)}
 
